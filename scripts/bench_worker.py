@@ -1,0 +1,138 @@
+"""Benchmark: embed sentences/s through one worker over HTTP vs the same model in-process.
+
+``benchmarks()`` returns ``(benchmark, figure, unit)`` rows for ``python -m scripts.bench``;
+``python -m scripts.bench_worker`` prints them on their own. Runs in well under a minute:
+one worker subprocess started with the container's command, the embedded MiniLM, 256
+short sentences sent as 4 subtasks of 64.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+N_SENTENCES = 256
+PER_SUBTASK = 64
+ROUNDS = 2
+
+
+def _sentences(n: int = N_SENTENCES) -> list[str]:
+    topics = ["billing", "a crash", "a feature", "the weather", "a delivery", "the login"]
+    return [f"Customer message {i} about {topics[i % len(topics)]}: it happened again "
+            f"on day {i % 31} and needs an answer" for i in range(n)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_worker(token: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "NADG_AUTH_TOKEN": token, "NADG_REGISTER": "0",
+           "NADG_CAPACITY": "1", "WORKER_ID": "bench-worker",
+           "NADG_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "worker_node.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=REPO_ROOT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bench worker exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # polling a subprocess we started, outside the test suite
+    proc.kill()
+    raise RuntimeError("bench worker did not answer /health within 120 s")
+
+
+def _http_rate(url: str, token: str, texts: list[str]) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        def send(tag: str) -> None:
+            for i in range(0, len(texts), PER_SUBTASK):
+                body = client.post("/execute", json={
+                    "id": f"{tag}-{i}", "task_id": "bench", "kind": "embed",
+                    "payload": {"texts": texts[i:i + PER_SUBTASK]}}).json()
+                if body["status"] != "completed":
+                    raise RuntimeError(f"bench subtask failed: {body.get('error')}")
+
+        send("warm")
+        start = time.perf_counter()
+        for r in range(ROUNDS):
+            send(f"r{r}")
+        return ROUNDS * len(texts) / (time.perf_counter() - start)
+
+
+def _in_process_rate(texts: list[str]) -> float:
+    from worker_node.encoder import SentenceEncoder, default_model_path
+
+    encoder = SentenceEncoder(default_model_path())
+    encoder.encode(texts[:PER_SUBTASK])
+    start = time.perf_counter()
+    for _ in range(ROUNDS):
+        for i in range(0, len(texts), PER_SUBTASK):
+            encoder.encode(texts[i:i + PER_SUBTASK])
+    return ROUNDS * len(texts) / (time.perf_counter() - start)
+
+
+def bench() -> list[dict[str, Any]]:
+    """Measure both rates and their ratio; one dict per figure."""
+    texts = _sentences()
+    token = secrets.token_urlsafe(16)
+    proc, url = _start_worker(token)
+    try:
+        http_rate = _http_rate(url, token, texts)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    local_rate = _in_process_rate(texts)
+    return [
+        {"benchmark": "embed via one worker over HTTP", "value": http_rate,
+         "unit": "sentences/s"},
+        {"benchmark": "embed in-process (same model)", "value": local_rate,
+         "unit": "sentences/s"},
+        {"benchmark": "worker HTTP / in-process", "value": http_rate / local_rate,
+         "unit": "ratio"},
+    ]
+
+
+def benchmarks() -> list[tuple[str, str, str]]:
+    """Rows ``(benchmark, figure, unit)`` for the Markdown table of ``scripts.bench``."""
+    rows = []
+    for row in bench():
+        figure = f"{row['value']:.2f}" if row["unit"] == "ratio" else f"{row['value']:.1f}"
+        rows.append((str(row["benchmark"]), figure, str(row["unit"])))
+    return rows
+
+
+def main() -> None:
+    """Print this module's rows as the suite's Markdown table."""
+    from scripts import bench
+
+    bench.main(["--only", "scripts.bench_worker"])
+
+
+if __name__ == "__main__":
+    main()

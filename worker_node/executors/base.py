@@ -1,0 +1,52 @@
+"""The executor interface: one implementation per subtask kind.
+
+An executor's ``run`` is blocking and CPU-bound; the worker calls it from its bounded
+thread pool, never on the event loop. It returns the output dict of a completed result,
+or raises: :class:`SubtaskRejected` for work this worker will not do (a ``rejected``
+result), :class:`SubtaskTimedOut` for work that ran past its deadline (a ``timeout``
+result), any other exception for a subtask that failed (a ``failed`` result whose error
+is the exception's message). The caller enforces timeouts too; executors that can stop
+early (a subprocess, a sleep) honour ``ctx.timeout_s`` themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from worker_node.protocol import SubtaskKind
+
+
+class SubtaskRejected(Exception):
+    """This worker will not run the subtask (unsupported kind, unknown head, ...)."""
+
+
+class SubtaskTimedOut(Exception):
+    """The subtask ran past its deadline; ``output`` holds what it produced until then."""
+
+    def __init__(self, message: str, output: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """What an executor knows about the subtask it runs."""
+
+    subtask_id: str
+    task_id: str
+    timeout_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs subtasks of one kind."""
+
+    kind: SubtaskKind
+
+    def run(self, payload: Any, ctx: ExecutionContext) -> dict[str, Any]:
+        """Run one subtask's payload; return its output or raise."""
+        ...

@@ -1,0 +1,28 @@
+"""``POST /execute`` and ``POST /execute/batch``: run subtasks, answer results."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from worker_node.deps import AuthDep, StateDep
+from worker_node.protocol import MAX_BATCH, Subtask, SubtaskResult
+
+router = APIRouter(dependencies=[AuthDep])
+
+
+@router.post("/execute", response_model=SubtaskResult)
+async def execute(subtask: Subtask, state: StateDep) -> SubtaskResult:
+    """One subtask → one result (503 with Retry-After when the worker is full)."""
+    return await state.runner.execute(subtask)
+
+
+@router.post("/execute/batch", response_model=list[SubtaskResult])
+async def execute_batch(subtasks: list[Subtask], state: StateDep) -> list[SubtaskResult]:
+    """A list of subtasks → their results, in the same order."""
+    if len(subtasks) > MAX_BATCH:
+        raise HTTPException(422, f"a batch holds at most {MAX_BATCH} subtasks, got "
+                                 f"{len(subtasks)}: split it")
+    ids = [subtask.id for subtask in subtasks]
+    if len(set(ids)) != len(ids):
+        raise HTTPException(422, "subtask ids in a batch must be unique")
+    return await state.runner.execute_batch(subtasks)
