@@ -1,0 +1,90 @@
+"""Worker health during a run: breaker feedback, the registry mirror, the all-down watch.
+
+Every answered call closes the worker's breaker and every failed one counts towards opening
+it (an auth error counts twice); both are mirrored to the registry when there is one
+(dispatch counts, latency and circuit state), off the event loop. :class:`AllDownWatch`
+says when no worker has been up (closed breaker, not answering only 503) for
+``all_down_grace_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from database.models import CircuitState
+from database.store import Registry
+from master_app.dispatch_lanes import Lane
+from master_app.worker_client import WorkerAuthError
+
+# The dispatcher's modules log under one name, as when they were one module.
+logger = logging.getLogger("master_app.dispatcher")
+
+
+class WorkerHealth:
+    """Feeds call outcomes to a lane's breaker and mirrors them to the registry."""
+
+    def __init__(self, registry: Registry | None) -> None:
+        self.registry = registry
+
+    async def ok(self, lane: Lane, latency_ms: float, count: int) -> None:
+        """The worker answered a request carrying ``count`` subtasks."""
+        before = lane.breaker.state
+        after = lane.breaker.on_success()
+        await self._mirror(lane, before, after, ok=True, latency_ms=latency_ms, count=count)
+
+    async def failed(self, lane: Lane, exc: Exception) -> None:
+        """The worker failed a call with ``exc``."""
+        before = lane.breaker.state
+        after = lane.breaker.on_failure()
+        if isinstance(exc, WorkerAuthError):
+            after = lane.breaker.on_failure() if after is not CircuitState.OPEN else after
+        logger.warning("worker %s failed a call (%s); circuit %s", lane.worker.id, exc, after)
+        await self._mirror(lane, before, after, ok=False, latency_ms=None)
+
+    async def _mirror(self, lane: Lane, before: CircuitState, after: CircuitState, *,
+                      ok: bool, latency_ms: float | None, count: int = 1) -> None:
+        registry = self.registry
+        if registry is None:
+            return
+        try:
+            def record() -> None:
+                for _ in range(count):
+                    registry.record_dispatch(lane.worker.id, ok=ok, latency_ms=latency_ms)
+
+            await asyncio.to_thread(record)
+            if before is not after:
+                await asyncio.to_thread(registry.set_circuit_state, lane.worker.id, after)
+        except Exception:
+            logger.exception("could not mirror worker %s to the registry", lane.worker.id)
+
+
+class AllDownWatch:
+    """Tracks how long every worker of a run has been down (no breaker closed)."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.since: float | None = None
+
+    def expired(self, lanes: Sequence[Lane], now: float) -> bool:
+        """True once no lane has been up (see :meth:`up`) for ``grace_s`` seconds."""
+        if not lanes or any(self.up(lane, now) for lane in lanes):
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+            return False
+        return now - self.since >= self.grace_s
+
+    def up(self, lane: Lane, now: float) -> bool:
+        """A closed breaker, and not answering only busy (503) for ``grace_s`` or more.
+
+        Half-open probes do not count as up until one succeeds. A worker that answers
+        nothing but 503 (a proxy in front of a stopped worker, one stuck starting) never
+        trips its breaker, since busy is not a failure; without this a run on such workers
+        would wait for ever.
+        """
+        if lane.breaker.state is not CircuitState.CLOSED:
+            return False
+        return lane.busy_since is None or now - lane.busy_since < self.grace_s
