@@ -1,0 +1,104 @@
+"""The results view per kind, over tasks written to a real SQLite store as the runner does."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from database.config import StoreSettings, open_store
+from database.models import NewSubtask, SubtaskStatus, TaskStatus
+from database.store import Store
+
+VIEW = """
+import streamlit as st
+from master_app.ui.results_view import results_ui
+results_ui(st.session_state["task_id"], key="t")
+"""
+
+
+@pytest.fixture
+def own_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    path = tmp_path / "results.db"
+    monkeypatch.setenv("NADG_REGISTRY", str(path))
+    s = open_store(StoreSettings(NADG_REGISTRY=path))
+    yield s
+    s.close()
+
+
+def _task(store: Store, plan: dict[str, Any], payloads: list[dict[str, Any]],
+          outcomes: list[dict[str, Any] | str]) -> str:
+    """A finished task: each outcome is a worker output (completed) or an error (failed)."""
+    kind = plan["operation"]
+    task = store.create_task("cmd", plan, [NewSubtask(idx=i, kind=kind, payload=p)
+                                           for i, p in enumerate(payloads)])
+    for i, outcome in enumerate(outcomes):
+        sid = f"{task.id}:{i}"
+        store.record_attempt(sid, None)
+        if isinstance(outcome, str):
+            store.record_result(sid, SubtaskStatus.FAILED, error=outcome)
+        else:
+            store.record_result(sid, SubtaskStatus.COMPLETED, result={
+                "id": sid, "status": "completed", "output": outcome, "error": None,
+                "metrics": {}})
+    failed = any(isinstance(o, str) for o in outcomes)
+    store.set_task_status(task.id, TaskStatus.FAILED if failed else TaskStatus.COMPLETED)
+    return task.id
+
+
+def _view(task_id: str) -> AppTest:
+    at = AppTest.from_string(VIEW, default_timeout=30)
+    at.session_state["task_id"] = task_id
+    return at.run()
+
+
+def test_generate_shows_text_per_row_and_what_failed(own_store: Store) -> None:
+    task_id = _task(
+        own_store, {"operation": "generate", "params": {}},
+        [{"kind": "generate", "prompts": ["a", "b"], "rows": [0, 1]},
+         {"kind": "generate", "prompts": ["c"], "rows": [2]}],
+        [{"completions": ["A!", "B!"]}, "worker http://w died: ConnectError"],
+    )
+    at = _view(task_id)
+    assert not at.exception
+    assert any("Generated text per row" in m.value for m in at.markdown)
+    assert [m.value for m in at.markdown if m.value in ("A!", "B!")] == ["A!", "B!"]
+    assert any("failed: worker http://w died" in m.value for m in at.markdown)
+    failures = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert list(failures["subtask"]) == [1] and list(failures["rows"]) == ["2"]
+    assert "ConnectError" in failures["reason"].iloc[0]
+    assert any("failed: 1 of 2 subtasks completed, 1 without a result" in w.value
+               for w in at.warning)
+
+
+def test_embed_offers_the_matrix_as_npy(own_store: Store) -> None:
+    task_id = _task(
+        own_store, {"operation": "embed", "params": {}},
+        [{"kind": "embed", "texts": ["x", "y"], "rows": [0, 1]}],
+        [{"embeddings": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "dim": 3}],
+    )
+    at = _view(task_id)
+    assert any("2 × 3 matrix" in c.value for c in at.caption)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON", "Download embeddings (.npy)"]
+    from master_app.ui import jobs_api
+
+    matrix = jobs_api.task_view(task_id, own_store).result.matrix
+    assert matrix is not None
+    buffer = io.BytesIO()
+    np.save(buffer, matrix)
+    assert np.load(io.BytesIO(buffer.getvalue())).shape == (2, 3)
+
+
+def test_a_task_still_running_shows_no_failures_for_pending_subtasks(own_store: Store) -> None:
+    task = own_store.create_task("cmd", {"operation": "noop", "params": {"count": 2}}, [
+        NewSubtask(idx=i, kind="noop", payload={"kind": "noop", "rows": [i]}) for i in range(2)])
+    own_store.set_task_status(task.id, TaskStatus.RUNNING)
+    at = _view(task.id)
+    assert any("is running: 0 of 2 subtasks completed" in i.value for i in at.info)
+    assert not any("reason" in d.value.columns for d in at.dataframe)
