@@ -30,7 +30,7 @@ from master_app.aggregate import TaskResult, aggregate
 from master_app.events import ProgressEvent
 from master_app.intake import DataError, load_dataset
 from master_app.jobs import JobRunner, NoLiveWorkers, TaskOutcome
-from master_app.local_grid import GridError, store_for_run
+from master_app.local_grid import GridCancelled, GridError, store_for_run
 from master_app.planning import PlanError, choose_planner
 from master_app.settings import MasterSettings
 
@@ -239,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, settings)
         return code
+    except (KeyboardInterrupt, GridCancelled):
+        sys.stderr.write("interrupted\n")
+        return 130
     except (DataError, PlanError, GridError, StoreError, NoLiveWorkers) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130

@@ -218,5 +218,14 @@ def store_for_run(local: int, settings: MasterSettings, stack: ExitStack, *,
     throwaway: Store = SqliteStore(Path(tmp) / "registry.db")
     stack.callback(throwaway.close)
     sys.stderr.write(f"starting {local} local worker(s)...\n")
-    stack.enter_context(LocalGrid(local, throwaway, settings.auth_token))
+    cancel = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    # While workers start, Ctrl-C sets ``cancel`` instead of raising KeyboardInterrupt,
+    # which could land inside Popen and leave a worker running (GridCancelled instead).
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set()) if in_main else None
+    try:
+        stack.enter_context(LocalGrid(local, throwaway, settings.auth_token, cancel=cancel))
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     return throwaway

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SEQ_LENGTH = 256
+
+
+class EncodingStopped(Exception):
+    """``encode`` was told to stop between batches; ``done`` texts had been embedded."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"stopped after embedding {done} of {total} texts")
+        self.done = done
+        self.total = total
 
 
 def default_model_path() -> str:
@@ -54,15 +64,21 @@ class SentenceEncoder:
         self.max_length = _max_seq_length(name_or_path, self.tokenizer)
         self.dim = int(self.model.config.hidden_size)
 
-    def encode(self, texts: list[str], *, batch_size: int = 32,
-               normalize: bool = True) -> torch.Tensor:
-        """Embed ``texts`` in batches (sorted by length to waste little padding)."""
+    def encode(self, texts: list[str], *, batch_size: int = 32, normalize: bool = True,
+               should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+        """Embed ``texts`` in batches (sorted by length to waste little padding).
+
+        ``should_stop`` is asked before every batch after the first; when it answers
+        True, :class:`EncodingStopped` is raised (a deadline or a cancellation).
+        """
         import torch
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         out = torch.empty((len(texts), self.dim), dtype=torch.float32)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
+                if start and should_stop is not None and should_stop():
+                    raise EncodingStopped(start, len(texts))
                 idx = order[start:start + batch_size]
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")

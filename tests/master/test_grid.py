@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from database.backends.sqlite import SqliteStore
 from database.models import WorkerStatus
@@ -84,26 +85,31 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_grid_stops_at_once_when_told_to_while_starting(tmp_path: Path) -> None:
-    registry = tmp_path / "registry.db"
-    marker = f"NADG_TEST_GRID_MARK={os.getpid()}-{tmp_path.name}"
+@pytest.mark.parametrize(("command", "sig", "expected_rc"), [
+    (["-m", "scripts.grid", "--workers", "2"], signal.SIGTERM, 0),
+    (["-m", "master_app", "run", "sum the numbers", "--local", "2"], signal.SIGINT, 130),
+], ids=["grid-sigterm", "cli-ctrl-c"])
+def test_stops_at_once_when_told_to_while_workers_start(
+        tmp_path: Path, command: list[str], sig: signal.Signals, expected_rc: int) -> None:
+    marker = f"{os.getpid()}-{tmp_path.name}"
     env = {k: v for k, v in os.environ.items() if k not in ("NADG_AUTH_TOKEN", "DATABASE_URL")}
-    env["NADG_TEST_GRID_MARK"] = marker.split("=", 1)[1]
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.grid", "--workers", "2",
-                             "--registry", str(registry)], cwd=REPO_ROOT, env=env,
+    env["NADG_TEST_GRID_MARK"] = marker
+    env["NADG_REGISTRY"] = str(tmp_path / "registry.db")
+    proc = subprocess.Popen([sys.executable, *command], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        # The grid and its two workers, spawned and not yet answering (imports take a while).
-        wait_until(lambda: len(_processes_with(marker)) >= 3 or proc.poll() is not None,
-                   timeout=60, what="the grid to spawn its workers")
-        os.kill(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, out
-        assert "NEXUS Grid is up" not in out, "it stopped without bringing the grid up first"
-        assert "Traceback" not in out, out
-        wait_until(lambda: not _processes_with(marker), timeout=15,
-                   what="every worker the grid started to be gone")
+        # The parent and its two workers, spawned and not yet answering (imports take a
+        # while). Detected as early as the second fork, which is where a signal used to
+        # land inside Popen and orphan that worker.
+        wait_until(lambda: len(_processes_with(f"NADG_TEST_GRID_MARK={marker}")) >= 3
+                   or proc.poll() is not None, timeout=60, what="the workers to be spawned")
+        os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=40)
+        assert proc.returncode == expected_rc, out
+        assert "NEXUS Grid is up" not in out and "Traceback" not in out, out
+        wait_until(lambda: not _processes_with(f"NADG_TEST_GRID_MARK={marker}"), timeout=15,
+                   what="every worker started to be gone")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -140,3 +140,21 @@ def test_inference_past_its_timeout_is_a_timeout_result(client: httpx.Client) ->
     assert body["status"] == "timeout"
     assert "timeout" in body["error"]
     assert post(client, "noop", {"echo": 1})["status"] == "completed"
+
+
+@pytest.mark.parametrize("why", ["deadline", "cancelled"])
+def test_embedding_stops_between_batches_once_out_of_time(why: str) -> None:
+    from worker_node.executors.base import ExecutionContext, SubtaskTimedOut
+    from worker_node.executors.embed import EmbedExecutor
+    from worker_node.models import ModelCache
+    from worker_node.protocol import EmbedPayload
+
+    executor = EmbedExecutor(ModelCache(1), None, batch_size=2)
+    texts = [f"sentence number {i}" for i in range(5)]
+    assert len(executor.run(EmbedPayload(texts=texts),
+                            ExecutionContext("s", "t", timeout_s=60.0))["embeddings"]) == 5
+    ctx = ExecutionContext("s", "t", timeout_s=0.0 if why == "deadline" else 60.0)
+    if why == "cancelled":
+        ctx.cancel.set()
+    with pytest.raises(SubtaskTimedOut, match="after embedding 2 of 5 texts"):
+        executor.run(EmbedPayload(texts=texts), ctx)

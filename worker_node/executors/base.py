@@ -6,12 +6,13 @@ or raises: :class:`SubtaskRejected` for work this worker will not do (a ``reject
 result), :class:`SubtaskTimedOut` for work that ran past its deadline (a ``timeout``
 result), any other exception for a subtask that failed (a ``failed`` result whose error
 is the exception's message). The caller enforces timeouts too; executors that can stop
-early (a subprocess, a sleep) honour ``ctx.timeout_s`` themselves.
+early (a subprocess, a sleep, batches of texts) honour ``ctx.timeout_s`` themselves.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +40,15 @@ class ExecutionContext:
     timeout_s: float
     extra: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+
+    def out_of_time(self) -> bool:
+        """True once the subtask is cancelled or ``timeout_s`` has passed since ``started``.
+
+        Executors that work in steps (batches of texts) check it between steps, so a
+        subtask past its deadline stops using its slot's CPU instead of running on.
+        """
+        return self.cancel.is_set() or time.monotonic() - self.started >= self.timeout_s
 
 
 @runtime_checkable

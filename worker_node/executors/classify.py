@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker_node.executors.base import ExecutionContext
-from worker_node.executors.embed import load_encoder
+from worker_node.executors.embed import encode_in_time, load_encoder
 from worker_node.heads import HeadCache, HeadError
 from worker_node.models import ModelCache
 from worker_node.protocol import ClassifyPayload, SubtaskKind
@@ -42,7 +42,7 @@ class ClassifyExecutor:
                                  f"{encoder.name} gives {encoder.dim}-d")
             names = list(payload.labels) if len(payload.labels) == head.num_classes \
                 else list(head.labels)
-            emb = encoder.encode(payload.texts, batch_size=self.batch_size)
+            emb = encode_in_time(encoder, payload.texts, ctx, batch_size=self.batch_size)
             scores = torch.softmax(emb @ head.weight.T + head.bias, dim=1)
             mode = "head"
         else:
@@ -50,8 +50,8 @@ class ClassifyExecutor:
             names = list(payload.labels)
             descriptions = payload.label_descriptions or {}
             label_texts = [descriptions.get(name, name) for name in names]
-            emb = encoder.encode(payload.texts, batch_size=self.batch_size)
-            label_emb = encoder.encode(label_texts, batch_size=self.batch_size)
+            emb = encode_in_time(encoder, payload.texts, ctx, batch_size=self.batch_size)
+            label_emb = encode_in_time(encoder, label_texts, ctx, batch_size=self.batch_size)
             scores = emb @ label_emb.T
             mode = "zero-shot"
         best = scores.argmax(dim=1).tolist()

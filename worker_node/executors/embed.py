@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker_node.encoder import SentenceEncoder, default_model_path
-from worker_node.executors.base import ExecutionContext
+from worker_node.encoder import EncodingStopped, SentenceEncoder, default_model_path
+from worker_node.executors.base import ExecutionContext, SubtaskTimedOut
 from worker_node.models import ModelCache
 from worker_node.protocol import EmbedPayload, SubtaskKind
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_encoder(models: ModelCache, name: str | None, default: str | None) -> SentenceEncoder:
     """The encoder ``name`` (else the configured default, else the embedded MiniLM)."""
     path = name or default or default_model_path()
     return models.get(f"encoder:{path}", lambda: SentenceEncoder(path))
+
+
+def encode_in_time(encoder: SentenceEncoder, texts: list[str], ctx: ExecutionContext, *,
+                   batch_size: int, normalize: bool = True) -> torch.Tensor:
+    """``encoder.encode`` that stops between batches once ``ctx`` is out of time."""
+    try:
+        return encoder.encode(texts, batch_size=batch_size, normalize=normalize,
+                              should_stop=ctx.out_of_time)
+    except EncodingStopped as exc:
+        raise SubtaskTimedOut(f"subtask ran past its {ctx.timeout_s:g}s timeout ({exc})") from exc
 
 
 class EmbedExecutor:
@@ -29,6 +42,6 @@ class EmbedExecutor:
     def run(self, payload: EmbedPayload, ctx: ExecutionContext) -> dict[str, Any]:
         """Return ``{"embeddings": [[...], ...], "dim", "model"}``."""
         encoder = load_encoder(self.models, payload.model, self.default_model)
-        vectors = encoder.encode(payload.texts, batch_size=self.batch_size,
+        vectors = encode_in_time(encoder, payload.texts, ctx, batch_size=self.batch_size,
                                  normalize=payload.normalize)
         return {"embeddings": vectors.tolist(), "dim": encoder.dim, "model": encoder.name}
