@@ -80,7 +80,8 @@ def _progress(total: int) -> Any:
             f"round {r.round}/{total}  loss {loss}  acc {acc}  merged {len(r.merged)}"
             f"  failed {len(r.failed)}  dropped {r.dropped}  down {r.bytes_down / 1024:.1f} KiB"
             f"  up {r.bytes_up / 1024:.1f} KiB  {r.duration_s:.1f}s"
-            f"{'  (lost: no quorum)' if r.lost else ''}\n")
+            f"{'  (lost: no quorum)' if r.lost else ''}"
+            f"{'  left: ' + ', '.join(r.left) if r.left else ''}\n")
         sys.stderr.flush()
     return show
 

@@ -3,9 +3,15 @@
 Per round every shard is sent to a live worker (shard ``i`` -> ``live[i % len(live)]``)
 as a ``train`` subtask. The round closes when every call answered, or at the round
 deadline once a quorum (``min_fraction`` of the calls) has answered; stragglers still
-running then are cancelled and their late answers dropped, never merged. A worker whose
-call fails leaves the live set; its shard goes to another worker next round. Local
-seeds depend only on (seed, round, shard), so a resumed run matches an uninterrupted one.
+running then are cancelled and their late answers dropped, never merged. Local seeds
+depend only on (seed, round, shard), so a resumed run matches an uninterrupted one.
+
+A worker that fails leaves the live set (its shard goes to another worker next round)
+at once when a retry cannot help: it is gone (connection refused or reset), refuses the
+token, or answered something that is not a usable delta. A failure that may pass (503
+busy, a timeout, a subtask that failed or timed out on the worker, as a free Space
+waking up or short of memory gives) is a strike instead: the worker keeps its shard and
+leaves only after ``max_worker_strikes`` failed rounds in a row.
 
 Failures are data: a call's error becomes an entry of ``RoundReport.failed``; only a
 round with fewer successes than the quorum is lost (global weights unchanged), and
@@ -23,10 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
 import torch
 
 from master_app.federated.checkpoints import CheckpointStore
 from master_app.federated.strategies import ClientUpdate, Strategy, make_strategy
+from master_app.worker_client import WorkerAuthError, WorkerProtocolError, WorkerUnreachable
 from worker_node.protocol import (
     ModelSpec,
     Subtask,
@@ -55,6 +63,17 @@ class TrainingError(Exception):
     """Training cannot go on (no live worker, too many lost rounds, bad checkpoint)."""
 
 
+class UnusableUpdate(ValueError):
+    """A worker's answer cannot be merged: wrong tensors or shapes, non-finite values."""
+
+
+def retry_cannot_help(exc: BaseException) -> bool:
+    """True for a failed call after which the worker should leave the training at once."""
+    if isinstance(exc, WorkerUnreachable):  # gone, unless it was only slow to answer
+        return not isinstance(exc.__cause__, httpx.TimeoutException)
+    return isinstance(exc, WorkerAuthError | WorkerProtocolError | UnusableUpdate)
+
+
 class ExecuteClient(Protocol):
     """What the loop needs from :class:`master_app.worker_client.WorkerClient`."""
 
@@ -77,6 +96,7 @@ class TrainingConfig:
     round_deadline_s: float = 60.0
     subtask_timeout_s: float = 300.0
     max_failed_rounds: int = 3
+    max_worker_strikes: int = 2
     seed: int = 0
     task_id: str = "train"
 
@@ -103,6 +123,7 @@ class RoundReport:
     bytes_up: int
     duration_s: float
     lost: bool = False
+    left: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +168,7 @@ class FederatedTrainer:
         self.config = config
         self.client = client
         self.live = list(dict.fromkeys(workers))
+        self.strikes: dict[str, int] = {}  # failed rounds in a row, per worker
         self.shards = list(shards)
         self.checkpoints = checkpoints
         self.on_round = on_round
@@ -166,7 +188,7 @@ class FederatedTrainer:
 
     @staticmethod
     def _check_update(update: ClientUpdate, weights: Tensors) -> ClientUpdate:
-        """``update`` if it can be merged into ``weights``; else a ValueError that says why.
+        """``update`` if it can be merged into ``weights``; else :class:`UnusableUpdate`.
 
         A worker's answer is data, never trusted: a delta with other tensors or shapes
         than the global model, non-finite values or no samples would crash the
@@ -175,18 +197,18 @@ class FederatedTrainer:
         missing = sorted(set(weights) - set(update.delta))
         extra = sorted(set(update.delta) - set(weights))
         if missing or extra:
-            raise ValueError(f"the delta does not fit the model: missing {missing[:5]}, "
+            raise UnusableUpdate(f"the delta does not fit the model: missing {missing[:5]}, "
                              f"unexpected {extra[:5]}")
         for name, w in weights.items():
             d = update.delta[name]
             if d.shape != w.shape:
-                raise ValueError(f"delta {name!r} has shape {tuple(d.shape)}, the model's "
+                raise UnusableUpdate(f"delta {name!r} has shape {tuple(d.shape)}, the model's "
                                  f"is {tuple(w.shape)}")
             if not bool(torch.isfinite(d).all()):
-                raise ValueError(f"delta {name!r} has NaN or infinite values "
+                raise UnusableUpdate(f"delta {name!r} has NaN or infinite values "
                                  "(local training diverged: lower the learning rate)")
         if update.num_samples <= 0 or not math.isfinite(update.loss):
-            raise ValueError(f"the update reports {update.num_samples} samples and loss "
+            raise UnusableUpdate(f"the update reports {update.num_samples} samples and loss "
                              f"{update.loss}")
         return update
 
@@ -203,11 +225,14 @@ class FederatedTrainer:
         if not result.ok or result.output is None:
             raise RuntimeError(f"{result.status.value}: {result.error}")
         out = result.output
-        blob = WeightsBlob.model_validate(out["delta"])
-        return self._check_update(
-            ClientUpdate(shard=call.shard, delta=decode(blob),
-                         num_samples=int(out["num_samples"]), loss=float(out["loss"])),
-            weights)
+        try:
+            blob = WeightsBlob.model_validate(out["delta"])
+            update = ClientUpdate(shard=call.shard, delta=decode(blob),
+                                  num_samples=int(out["num_samples"]), loss=float(out["loss"]))
+        except (KeyError, TypeError, ValueError) as exc:  # ValidationError, CodecError too
+            raise UnusableUpdate(f"the answer is not a training update: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        return self._check_update(update, weights)
 
     async def run_round(self, rnd: int, weights: Tensors) -> tuple[Tensors, RoundReport]:
         """One round from ``weights``; returns the new global weights and the report."""
@@ -227,7 +252,9 @@ class FederatedTrainer:
         deadline = time.monotonic() + c.round_deadline_s
         updates: list[ClientUpdate] = []
         failed: list[str] = []
-        bad_urls: set[str] = set()
+        gone: set[str] = set()
+        struck: set[str] = set()
+        answered: set[str] = set()
         pending = set(tasks)
         try:
             while pending:
@@ -242,12 +269,13 @@ class FederatedTrainer:
                     exc = task.exception()
                     if exc is None:
                         updates.append(task.result())
+                        answered.add(call.url)
                     else:
                         logger.warning("round %d shard %d on %s failed: %s", rnd, call.shard,
                                        call.url, exc)
                         failed.append(f"shard {call.shard} on {call.url}: "
                                       f"{type(exc).__name__}: {exc}")
-                        bad_urls.add(call.url)
+                        (gone if retry_cannot_help(exc) else struck).add(call.url)
         finally:
             # Stragglers past the deadline are dropped, not merged; if the round itself is
             # cancelled, its calls are cancelled too (never left running on a closed client).
@@ -257,7 +285,7 @@ class FederatedTrainer:
                 await asyncio.gather(*pending, return_exceptions=True)
         if pending:
             logger.info("round %d: dropped %d straggler(s) at the deadline", rnd, len(pending))
-        self.live = [u for u in self.live if u not in bad_urls]
+        leaving = self._update_live(gone, struck - gone, answered - gone - struck)
         down = sum(call.down for call in calls)
         up = sum(wire_bytes(encode(u.delta, c.codec)) for u in updates) if updates else 0
         lost = len(updates) < quorum
@@ -270,8 +298,22 @@ class FederatedTrainer:
             accuracy=evaluation[0] if evaluation else None,
             eval_loss=evaluation[1] if evaluation else None,
             merged=sorted(u.shard for u in updates), failed=failed, dropped=len(pending),
-            bytes_down=down, bytes_up=up, duration_s=time.perf_counter() - start, lost=lost)
+            bytes_down=down, bytes_up=up, duration_s=time.perf_counter() - start, lost=lost,
+            left=leaving)
         return new_weights, report
+
+    def _update_live(self, gone: set[str], struck: set[str], answered: set[str]) -> list[str]:
+        """Count strikes, drop the workers that are gone or struck out; returns those."""
+        for url in answered:
+            self.strikes.pop(url, None)
+        for url in struck:
+            self.strikes[url] = self.strikes.get(url, 0) + 1
+        out = gone | {u for u in struck if self.strikes[u] >= self.config.max_worker_strikes}
+        left = [u for u in self.live if u in out]
+        if left:
+            logger.warning("worker(s) leaving the training: %s", ", ".join(left))
+        self.live = [u for u in self.live if u not in out]
+        return left
 
     def _evaluate(self, weights: Tensors) -> tuple[float, float] | None:
         if self._eval_data is None:

@@ -52,7 +52,8 @@ def report_frame(reports: list[RoundReport]) -> pd.DataFrame:
                           "held-out accuracy": r.accuracy, "merged": len(r.merged),
                           "failed": len(r.failed), "dropped": r.dropped,
                           "KiB sent": r.bytes_down / 1024, "KiB received": r.bytes_up / 1024,
-                          "seconds": round(r.duration_s, 2)} for r in reports])
+                          "seconds": round(r.duration_s, 2),
+                          "workers that left": ", ".join(r.left)} for r in reports])
 
 
 def _live_workers(store: Store) -> list[WorkerNode]:

@@ -6,15 +6,28 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
 
 from master_app.federated.centralised import train_centralised
 from master_app.federated.checkpoints import CheckpointStore
 from master_app.federated.datasets import LabelledData
-from master_app.federated.rounds import FederatedTrainer, TrainingConfig, TrainingError
+from master_app.federated.rounds import (
+    FederatedTrainer,
+    TrainingConfig,
+    TrainingError,
+    UnusableUpdate,
+    retry_cannot_help,
+)
 from master_app.federated.sharding import iid_shards, label_skew_shards, train_test_split
-from master_app.worker_client import WorkerClient
+from master_app.worker_client import (
+    WorkerAuthError,
+    WorkerBusy,
+    WorkerClient,
+    WorkerProtocolError,
+    WorkerUnreachable,
+)
 from tests.learning.conftest import TOKEN
 from tests.support.servers import WorkerProcess
 from tests.support.waiting import async_wait_until
@@ -251,3 +264,59 @@ async def test_a_checkpoint_is_not_resumed_with_other_settings(
     more = await FederatedTrainer(TrainingConfig(spec=SPEC, hyper=HYPER, rounds=2), client,
                                   grid, shards, test, checkpoints=CheckpointStore(tmp_path)).run()
     assert more.resumed_from == 1 and [r.round for r in more.reports] == [2]
+
+
+class _BusyInRounds:
+    """Our WorkerClient, except that one worker answers 503 in the given rounds."""
+
+    def __init__(self, inner: WorkerClient, busy: str, rounds: set[int]) -> None:
+        self.inner, self.busy, self.rounds = inner, busy, rounds
+
+    async def execute(self, url: str, subtask: Subtask) -> SubtaskResult:
+        rnd = int(subtask.id.split(":r", 1)[1].split(":", 1)[0])
+        if url == self.busy and rnd in self.rounds:
+            raise WorkerBusy(url, "503: every slot busy", retry_after_s=1.0)
+        return await self.inner.execute(url, subtask)
+
+
+@pytest.mark.parametrize(("busy_rounds", "leaves_after"), [({1}, None), ({1, 3}, None),
+                                                           ({1, 2}, 2)])
+async def test_a_worker_that_may_recover_leaves_only_after_two_failed_rounds_in_a_row(
+        grid: list[str], digits: LabelledData, client: WorkerClient, busy_rounds: set[int],
+        leaves_after: int | None) -> None:
+    _, shards, test = _split(digits, non_iid=False)
+    dispatched: dict[int, list[str]] = {}
+    cfg = TrainingConfig(spec=SPEC, hyper=HYPER, rounds=4)
+    trainer = FederatedTrainer(cfg, _BusyInRounds(client, grid[0], busy_rounds), grid, shards,
+                               test, on_dispatch=lambda rnd, urls: dispatched.update({rnd: urls}))
+    result = await trainer.run()
+    for report in result.reports:
+        if report.round in busy_rounds:
+            assert report.merged == [1, 2, 3] and not report.lost
+            assert len(report.failed) == 1 and "WorkerBusy" in report.failed[0]
+        else:
+            assert report.merged == [0, 1, 2, 3]
+        assert report.left == ([grid[0]] if report.round == leaves_after else [])
+        after_leaving = leaves_after is not None and report.round > leaves_after
+        assert (dispatched[report.round][0] == grid[0]) is not after_leaving
+    assert (grid[0] in trainer.live) is (leaves_after is None)
+
+
+@pytest.mark.parametrize(("exc", "leaves_at_once"), [
+    (WorkerUnreachable("u", "ConnectError: refused"), True),
+    (WorkerAuthError("u", "401"), True),
+    (WorkerProtocolError("u", "not a SubtaskResult"), True),
+    (UnusableUpdate("delta has NaN"), True),
+    (WorkerBusy("u", "503", retry_after_s=1.0), False),
+    (TimeoutError("no answer within 315s"), False),
+    (RuntimeError("timeout: subtask ran past its 300s timeout"), False),
+])
+def test_which_failures_make_a_worker_leave_at_once(exc: Exception,
+                                                    leaves_at_once: bool) -> None:
+    assert retry_cannot_help(exc) is leaves_at_once
+
+
+def test_a_worker_slow_to_answer_is_not_taken_for_gone() -> None:
+    slow = WorkerUnreachable("u", "ReadTimeout")
+    slow.__cause__ = httpx.ReadTimeout("timed out")
+    assert not retry_cannot_help(slow)
