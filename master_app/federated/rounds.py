@@ -198,18 +198,18 @@ class FederatedTrainer:
         extra = sorted(set(update.delta) - set(weights))
         if missing or extra:
             raise UnusableUpdate(f"the delta does not fit the model: missing {missing[:5]}, "
-                             f"unexpected {extra[:5]}")
+                                 f"unexpected {extra[:5]}")
         for name, w in weights.items():
             d = update.delta[name]
             if d.shape != w.shape:
-                raise UnusableUpdate(f"delta {name!r} has shape {tuple(d.shape)}, the model's "
-                                 f"is {tuple(w.shape)}")
+                raise UnusableUpdate(f"delta {name!r} has shape {tuple(d.shape)}, the "
+                                     f"model's is {tuple(w.shape)}")
             if not bool(torch.isfinite(d).all()):
                 raise UnusableUpdate(f"delta {name!r} has NaN or infinite values "
-                                 "(local training diverged: lower the learning rate)")
+                                     "(local training diverged: lower the learning rate)")
         if update.num_samples <= 0 or not math.isfinite(update.loss):
-            raise UnusableUpdate(f"the update reports {update.num_samples} samples and loss "
-                             f"{update.loss}")
+            raise UnusableUpdate(f"the update reports {update.num_samples} samples and "
+                                 f"loss {update.loss}")
         return update
 
     async def _call(self, call: _Call, subtask: Subtask, weights: Tensors) -> ClientUpdate:

@@ -158,3 +158,19 @@ def test_embedding_stops_between_batches_once_out_of_time(why: str) -> None:
         ctx.cancel.set()
     with pytest.raises(SubtaskTimedOut, match="after embedding 2 of 5 texts"):
         executor.run(EmbedPayload(texts=texts), ctx)
+
+
+def test_a_context_handed_over_after_the_queue_starts_its_own_clock() -> None:
+    import dataclasses
+
+    from tests.support.waiting import wait_until
+    from worker_node.executors.base import ExecutionContext
+
+    queued = ExecutionContext("s", "t", timeout_s=1.0)
+    wait_until(queued.out_of_time, timeout=5, what="the queued context to run out of time")
+    # The runner passes on the time left; that budget counts from the handover, not from
+    # when the first context was made (which would count the queue wait twice).
+    handed_over = dataclasses.replace(queued, timeout_s=1.0)
+    assert not handed_over.out_of_time() and handed_over.cancel is queued.cancel
+    queued.cancel.set()
+    assert handed_over.out_of_time()

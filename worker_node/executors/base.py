@@ -40,7 +40,9 @@ class ExecutionContext:
     timeout_s: float
     extra: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
-    started: float = field(default_factory=time.monotonic)
+    #: When this context was made (not copied by ``dataclasses.replace``, which the
+    #: runner uses to hand over the time left after the queue).
+    started: float = field(default_factory=time.monotonic, init=False)
 
     def out_of_time(self) -> bool:
         """True once the subtask is cancelled or ``timeout_s`` has passed since ``started``.
