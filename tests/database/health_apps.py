@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from tests.support.waiting import hold_until
+
 
 def alive_app(version: str = "9.9.9") -> FastAPI:
     """Answers ``GET /health`` like a worker."""
@@ -40,8 +42,7 @@ def hanging_app(release: threading.Event) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, str]:
-        while not release.is_set():
-            await asyncio.sleep(0.02)
+        await hold_until(release.is_set, timeout=120)  # far past any client timeout
         return {"status": "ok"}
 
     return app
@@ -58,7 +59,7 @@ def trickling_app(gap_s: float = 0.1) -> FastAPI:
     async def trickle() -> AsyncIterator[bytes]:
         for byte in body:
             yield bytes([byte])
-            await asyncio.sleep(gap_s)
+            await asyncio.sleep(gap_s)  # the slowness under test, not a synchronisation
 
     @app.get("/health")
     async def health() -> StreamingResponse:
@@ -89,10 +90,7 @@ def crowd_app(crowd: Crowd, hold_s: float = 0.5) -> FastAPI:
     async def health(i: int) -> dict[str, object]:
         crowd.now += 1
         crowd.peak = max(crowd.peak, crowd.now)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + hold_s
-        while crowd.now < crowd.limit and loop.time() < deadline:
-            await asyncio.sleep(0.002)
+        await hold_until(lambda: crowd.now >= crowd.limit, timeout=hold_s, interval=0.002)
         crowd.now -= 1
         crowd.served += 1
         return {"status": "ok", "worker_id": f"w{i}", "version": "1"}

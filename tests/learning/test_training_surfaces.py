@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
 import threading
@@ -18,7 +17,7 @@ from database.config import StoreSettings, open_store
 from master_app.cli import main
 from tests.learning.conftest import TOKEN, worker_settings
 from tests.support.servers import REPO_ROOT, serve_app
-from tests.support.waiting import wait_until
+from tests.support.waiting import hold_until, wait_until
 from worker_node.main import create_app
 
 
@@ -118,8 +117,7 @@ class _Gate:
                 await send({"type": "http.response.body", "body": b"refused by the test"})
                 return
             self.held += 1
-            while not self.opened.is_set():
-                await asyncio.sleep(0.02)
+            await hold_until(self.opened.is_set, timeout=120)
         await self.app(scope, receive, send)
 
 

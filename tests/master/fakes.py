@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from database.models import WorkerNode, WorkerStatus
 from tests.support.servers import serve_app
+from tests.support.waiting import hold_until
 from worker_node.protocol import HealthResponse, Subtask, SubtaskResult
 
 _ids = itertools.count(1)
@@ -62,9 +61,7 @@ class FakeWorker:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the test tears the server down."""
-        deadline = time.monotonic() + seconds
-        while not self.stopped.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        await hold_until(self.stopped.is_set, timeout=seconds)
 
     async def _run(self, sub: Subtask) -> Any:
         self.calls.append(sub.id)

@@ -40,3 +40,16 @@ async def async_wait_until(
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition!r}")
+
+
+async def hold_until(condition: Callable[[], bool], *, timeout: float,
+                     interval: float = 0.02) -> bool:
+    """A fake server's hold: wait until ``condition()`` is true (True) or ``timeout``
+    seconds pass (False), never longer; the event loop keeps serving meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(interval, left))
+    return True
