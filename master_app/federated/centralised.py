@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
 from worker_node.protocol import ModelSpec, TrainData, TrainHyper
 from worker_node.training.families import init_weights
 from worker_node.training.local import train_local
-
-Tensors = dict[str, torch.Tensor]
+from worker_node.training.tensors import Tensors
 
 
 def train_centralised(spec: ModelSpec, data: TrainData, hyper: TrainHyper, passes: float,

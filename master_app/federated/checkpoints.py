@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from worker_node.training.codec import CodecError, from_bytes, sha256_hex, to_bytes
+from worker_node.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 
-Tensors = dict[str, torch.Tensor]
 _NAME = re.compile(r"^round-(\d{6})\.json$")
 
 

@@ -49,10 +49,9 @@ from worker_node.protocol import (
 from worker_node.training.codec import decode, encode, wire_bytes
 from worker_node.training.evaluate import Evaluator
 from worker_node.training.families import init_weights
+from worker_node.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
-
-Tensors = dict[str, torch.Tensor]
 
 
 #: Config entries a checkpoint must share with the run that resumes from it.

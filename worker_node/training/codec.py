@@ -15,10 +15,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from worker_node.protocol import WeightCodec, WeightsBlob
+from worker_node.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 
-Tensors = dict[str, torch.Tensor]
 _SCALE = "::scale"
 
 

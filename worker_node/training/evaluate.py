@@ -10,8 +10,7 @@ from torch import nn
 from worker_node.protocol import ModelSpec, TrainData
 from worker_node.training.encoder import Embedder
 from worker_node.training.families import TrainableModel, build
-
-Tensors = dict[str, torch.Tensor]
+from worker_node.training.tensors import Tensors
 
 
 @dataclass(frozen=True)

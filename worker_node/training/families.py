@@ -25,10 +25,10 @@ from torch import nn
 
 from worker_node.protocol import ModelFamily, ModelSpec
 from worker_node.training import encoder as enc_mod
+from worker_node.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 
-Tensors = dict[str, torch.Tensor]
 _BUILD_LOCK = threading.RLock()
 
 

@@ -17,10 +17,9 @@ from torch import nn
 from worker_node.protocol import ModelSpec, TrainData, TrainHyper
 from worker_node.training.encoder import Embedder
 from worker_node.training.families import TrainableModel, build
+from worker_node.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
-
-Tensors = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)

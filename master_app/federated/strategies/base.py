@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-Tensors = dict[str, torch.Tensor]
+from worker_node.training.tensors import Tensors
 
 
 @dataclass(frozen=True)

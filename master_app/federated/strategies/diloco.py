@@ -13,9 +13,9 @@ import torch
 from master_app.federated.strategies.base import (
     ClientUpdate,
     Strategy,
-    Tensors,
     weighted_mean_delta,
 )
+from worker_node.training.tensors import Tensors
 
 
 class DiLoCo(Strategy):

@@ -7,9 +7,9 @@ from typing import Any
 from master_app.federated.strategies.base import (
     ClientUpdate,
     Strategy,
-    Tensors,
     weighted_mean_delta,
 )
+from worker_node.training.tensors import Tensors
 
 
 class FedAvg(Strategy):
