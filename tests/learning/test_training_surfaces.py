@@ -21,19 +21,25 @@ from tests.support.waiting import hold_until, wait_until
 from worker_node.main import create_app
 
 
-@pytest.fixture
-def registry(grid: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An SQLite registry listing the grid's workers, configured through the environment."""
-    path = tmp_path / "registry.db"
+def _use_registry(path: Path, workers: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``path`` an SQLite registry of ``workers`` (name -> URL), configured through
+    the environment as the CLI and the app read it."""
     store = open_store(StoreSettings(NADG_REGISTRY=path))
-    for i, url in enumerate(grid[:2]):
-        store.add_worker(url, name=f"learn-{i}")
+    for name, url in workers.items():
+        store.add_worker(url, name=name)
     store.close()
     for key in ("DATABASE_URL", "SUPABASE_URL"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("NADG_REGISTRY", str(path))
     monkeypatch.setenv("NADG_AUTH_TOKEN", TOKEN)
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def registry(grid: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An SQLite registry listing the grid's workers, configured through the environment."""
+    path = tmp_path / "registry.db"
+    _use_registry(path, {f"learn-{i}": url for i, url in enumerate(grid[:2])}, monkeypatch)
     yield path
     st.cache_resource.clear()
 
@@ -126,15 +132,7 @@ def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Gate]:
     """A registry whose one worker sits behind a :class:`_Gate`."""
     gate = _Gate(create_app(worker_settings(7)))
     with serve_app(gate) as url:
-        path = tmp_path / "gated.db"
-        store = open_store(StoreSettings(NADG_REGISTRY=path))
-        store.add_worker(url, name="gated")
-        store.close()
-        for key in ("DATABASE_URL", "SUPABASE_URL"):
-            monkeypatch.delenv(key, raising=False)
-        monkeypatch.setenv("NADG_REGISTRY", str(path))
-        monkeypatch.setenv("NADG_AUTH_TOKEN", TOKEN)
-        st.cache_resource.clear()
+        _use_registry(tmp_path / "gated.db", {"gated": url}, monkeypatch)
         try:
             yield gate
         finally:
