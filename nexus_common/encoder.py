@@ -50,7 +50,10 @@ def _max_seq_length(name_or_path: str, tokenizer: Any) -> int:
 class SentenceEncoder:
     """A loaded encoder; ``encode(texts)`` returns one vector per text (a float32 tensor)."""
 
-    def __init__(self, name_or_path: str) -> None:
+    def __init__(self, name_or_path: str, device: str = "cpu", dtype: str = "float32") -> None:
+        """Load ``name_or_path`` onto ``device`` in ``dtype`` (a torch dtype name);
+        ``encode`` always answers float32 vectors on the CPU."""
+        import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -58,8 +61,10 @@ class SentenceEncoder:
 
         local = Path(name_or_path).exists()
         self.name = name_or_path
+        self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
-        self.model = AutoModel.from_pretrained(name_or_path, local_files_only=local)
+        self.model = AutoModel.from_pretrained(name_or_path, local_files_only=local,
+                                               dtype=getattr(torch, dtype)).to(device)
         self.model.eval()
         self.max_length = _max_seq_length(name_or_path, self.tokenizer)
         self.dim = int(self.model.config.hidden_size)
@@ -82,10 +87,11 @@ class SentenceEncoder:
                 idx = order[start:start + batch_size]
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
+                batch = batch.to(self.device)
+                hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 if normalize:
                     pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[torch.tensor(idx)] = pooled.float()
+                out[torch.tensor(idx)] = pooled.cpu()
         return out

@@ -20,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PROTOCOL_VERSION = "1"
 
-#: The original NADG header; ``Authorization: Bearer T`` is accepted too.
+#: The original NADG bearer header (and ``Authorization: Bearer T``): accepted only by a worker
+#: with ``NADG_COMPAT_V1=1``; requests are signed (:mod:`nexus_common.signing`).
+def endpoint_url(base: str, path: str) -> str:
+    """The URL of endpoint ``path`` (``/health``, ``/execute``) of the worker at ``base``:
+    the one way every client joins a worker's URL and a path."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
 AUTH_HEADER = "X-NADG-AUTH"
 
 # Limits (per subtask). A shard larger than these is split by the master.
@@ -310,6 +317,9 @@ class HealthResponse(BaseModel):
     running: int
     capacity: int
     queued: int = 0
+    kinds: list[str] = Field(default_factory=list,
+                             description="subtask kinds this worker runs (empty: not said)")
+    device: str | None = Field(default=None, description="where its models run: cpu, cuda")
 
 
 class ErrorResponse(BaseModel):

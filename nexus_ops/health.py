@@ -2,9 +2,15 @@
 
 The core of ``python -m scripts.heartbeat`` and ``manage_workers ping``: one shared
 ``httpx.AsyncClient``, a semaphore bounding how many pings are in flight, a per-request
-timeout and one quick retry. Each outcome goes through ``Store.record_ping``, which applies
-the liveness rule (offline after 2 failures, active after one good ping, draining stays).
-Failures are data: a dead worker is a row in the report, never an exception.
+timeout, one quick retry (not after a timeout: that worker already had its full
+time), and a deadline for the whole run: whatever the workers do (accept
+a connection and never answer, trickle their answer), :func:`ping_workers` returns within
+``deadline_s`` plus the registry writes. A ping cut off by the deadline counts as failed; a
+worker not pinged at all before it is reported and not recorded. Each outcome goes through
+``Store.record_ping``, which applies the liveness rule (offline after 2 failures, active
+after one good ping, draining stays). Failures are data: a dead worker is a row in the
+report, never an exception. A worker answering the original NADG's ``{"status":
+"healthy"}`` counts as alive.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from database.models import WorkerNode, WorkerStatus
 from database.store import Store, StoreError
+from nexus_common.protocol import endpoint_url
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +38,9 @@ class HeartbeatSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NADG_HEARTBEAT_", extra="ignore")
 
     timeout_s: float = Field(default=10.0, gt=0, description="per-request timeout")
-    concurrency: int = Field(default=16, ge=1, description="pings in flight at most")
+    concurrency: int = Field(default=256, ge=1, description="pings in flight at most")
+    deadline_s: float = Field(default=50.0, gt=0,
+                              description="the whole run's pings end by then")
     retries: int = Field(default=1, ge=0, description="quick retries after a failed ping")
     retry_delay_s: float = Field(default=0.5, ge=0, description="pause before a retry")
 
@@ -46,6 +55,7 @@ class Probe:
     version: str | None = None
     error: str | None = None
     attempts: int = 1
+    timed_out: bool = False  #: no answer within the timeout (not retried: it was not quick)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +109,51 @@ class HeartbeatReport:
         return sum(1 for o in self.outcomes if o.probe.ok)
 
 
+#: Connections per HTTP client; the heartbeat uses ``concurrency / POOL_SIZE`` clients.
+POOL_SIZE = 16
+#: ``/health`` statuses that mean alive: ours, and the original NADG worker's.
+ALIVE_STATUSES = ("ok", "degraded", "healthy")
+
+
 def health_url(vm_url: str) -> str:
     """The ``/health`` URL of a worker."""
-    return vm_url.rstrip("/") + "/health"
+    return endpoint_url(vm_url, "/health")
+
+
+def read_health(response: httpx.Response, latency_ms: float) -> Probe:
+    """What one ``/health`` answer says: alive when HTTP 200 with a JSON status of ``ok``,
+    ``degraded`` or (an original NADG worker) ``healthy``."""
+    if response.status_code != 200:
+        return Probe(ok=False, latency_ms=latency_ms, status_code=response.status_code,
+                     error=f"HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    status = body.get("status") if isinstance(body, dict) else None
+    if status not in ALIVE_STATUSES:
+        return Probe(ok=False, latency_ms=latency_ms, status_code=200,
+                     error=f"unexpected /health body (status={status!r})")
+    version = body.get("version") if isinstance(body, dict) else None
+    return Probe(ok=True, latency_ms=latency_ms, status_code=200,
+                 version=str(version) if version is not None else None,
+                 error="degraded" if status == "degraded" else None)
+
+
+def probe_sync(client: httpx.Client, vm_url: str, timeout_s: float) -> Probe:
+    """:func:`probe_once` for a synchronous caller (the local grid, the watchdog)."""
+    started = time.perf_counter()
+    try:
+        response = client.get(health_url(vm_url), timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Probe(ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc)
+                     else type(exc).__name__)
+    return read_health(response, (time.perf_counter() - started) * 1000)
 
 
 async def probe_once(client: httpx.AsyncClient, vm_url: str, timeout_s: float) -> Probe:
-    """One ``GET /health``: ok when HTTP 200 with a JSON status of ``ok`` or ``degraded``."""
+    """One ``GET /health``: ok when HTTP 200 with a JSON status of ``ok``, ``degraded`` or
+    (an original NADG worker) ``healthy``."""
     started = time.perf_counter()
     try:
         # httpx's timeout bounds each connect/read/write step, not the request: a worker
@@ -113,51 +161,63 @@ async def probe_once(client: httpx.AsyncClient, vm_url: str, timeout_s: float) -
         async with asyncio.timeout(timeout_s):
             response = await client.get(health_url(vm_url), timeout=timeout_s)
     except (httpx.TimeoutException, TimeoutError):
-        return Probe(ok=False, error=f"timed out after {timeout_s:g}s")
+        return Probe(ok=False, error=f"timed out after {timeout_s:g}s", timed_out=True)
     except httpx.HTTPError as exc:
         return Probe(ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc)
                      else type(exc).__name__)
-    latency = (time.perf_counter() - started) * 1000
-    if response.status_code != 200:
-        return Probe(ok=False, latency_ms=latency, status_code=response.status_code,
-                     error=f"HTTP {response.status_code}")
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    status = body.get("status") if isinstance(body, dict) else None
-    if status not in ("ok", "degraded"):
-        return Probe(ok=False, latency_ms=latency, status_code=200,
-                     error=f"unexpected /health body (status={status!r})")
-    version = body.get("version") if isinstance(body, dict) else None
-    return Probe(ok=True, latency_ms=latency, status_code=200,
-                 version=str(version) if version is not None else None,
-                 error=None if status == "ok" else "degraded")
+    return read_health(response, (time.perf_counter() - started) * 1000)
+
+
+@dataclass
+class _Progress:
+    """How far one worker's ping got (read when the deadline cuts it off)."""
+
+    attempts: int = 0
+    last: Probe | None = None
 
 
 async def probe(client: httpx.AsyncClient, vm_url: str, settings: HeartbeatSettings,
-                gate: asyncio.Semaphore, gauge: InFlight) -> Probe:
+                gate: asyncio.Semaphore, gauge: InFlight,
+                progress: _Progress | None = None) -> Probe:
     """Probe with the quick retries; every attempt holds a slot of ``gate``."""
+    progress = progress or _Progress()
     result = Probe(ok=False, error="not probed")
+    attempt = 0
     for attempt in range(1, settings.retries + 2):
         async with gate:
+            progress.attempts = attempt
             gauge.enter()
             try:
                 result = await probe_once(client, vm_url, settings.timeout_s)
             finally:
                 gauge.leave()
-        if result.ok:
-            break
+        progress.last = result
+        if result.ok or result.timed_out:
+            break  # a worker that used the whole timeout gets no second one this run
         if attempt <= settings.retries and settings.retry_delay_s:
             await asyncio.sleep(settings.retry_delay_s)
     return Probe(ok=result.ok, latency_ms=result.latency_ms, status_code=result.status_code,
-                 version=result.version, error=result.error, attempts=attempt)
+                 version=result.version, error=result.error, attempts=attempt,
+                 timed_out=result.timed_out)
 
 
-async def _ping_and_record(store: Store, worker: WorkerNode, client: httpx.AsyncClient,
-                           settings: HeartbeatSettings, gate: asyncio.Semaphore,
-                           gauge: InFlight) -> PingOutcome:
-    found = await probe(client, worker.vm_url, settings, gate, gauge)
+def _cut_off(progress: _Progress, deadline_s: float) -> Probe | None:
+    """What a ping stopped by the deadline found: failed if it started, else None."""
+    if progress.attempts == 0:
+        return None
+    why = f"no answer before the heartbeat's {deadline_s:g}s deadline"
+    if progress.last is not None and progress.last.error:
+        why = f"{progress.last.error}; then {why}"
+    return Probe(ok=False, error=why, attempts=progress.attempts)
+
+
+async def _record(store: Store, worker: WorkerNode, found: Probe | None,
+                  deadline_s: float) -> PingOutcome:
+    if found is None:
+        return PingOutcome(worker=worker, probe=Probe(ok=False, attempts=0,
+                                                      error="not pinged"),
+                           record_error=f"not pinged: the heartbeat's {deadline_s:g}s "
+                                        "deadline passed first")
     try:
         after = await asyncio.to_thread(
             store.record_ping, worker.id, ok=found.ok, latency_ms=found.latency_ms,
@@ -166,6 +226,27 @@ async def _ping_and_record(store: Store, worker: WorkerNode, client: httpx.Async
         logger.warning("could not record the ping of worker %s: %s", worker.id, exc)
         return PingOutcome(worker=worker, probe=found, record_error=str(exc))
     return PingOutcome(worker=worker, probe=found, after=after)
+
+
+async def _probe_all(workers: Sequence[WorkerNode], clients: Sequence[httpx.AsyncClient],
+                     settings: HeartbeatSettings, gauge: InFlight) -> list[Probe | None]:
+    """Probe every worker; by ``deadline_s`` whatever is still going is cut off."""
+    gate = asyncio.Semaphore(settings.concurrency)
+    progress = [_Progress() for _ in workers]
+    tasks = [asyncio.create_task(probe(clients[i % len(clients)], w.vm_url, settings, gate,
+                                       gauge, p))
+             for i, (w, p) in enumerate(zip(workers, progress, strict=True))]
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=settings.deadline_s)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+        logger.warning("heartbeat deadline (%gs) passed with %d ping(s) unfinished",
+                       settings.deadline_s, len(pending))
+    return [_cut_off(p, settings.deadline_s) if t in pending else t.result()
+            for t, p in zip(tasks, progress, strict=True)]
 
 
 async def ping_workers(
@@ -178,7 +259,8 @@ async def ping_workers(
 ) -> HeartbeatReport:
     """Ping ``workers`` (default: every registered one) and record each outcome.
 
-    Raises StoreError only when the worker list itself cannot be read; a failed ping or
+    The pings end within ``settings.deadline_s``; then every outcome is recorded. Raises
+    StoreError only when the worker list itself cannot be read; a failed ping or
     a failed write of one outcome is a row of the report.
     """
     settings = settings or HeartbeatSettings()
@@ -186,18 +268,23 @@ async def ping_workers(
     started = time.perf_counter()
     if workers is None:
         workers = await asyncio.to_thread(store.list_workers)
-    gate = asyncio.Semaphore(settings.concurrency)
-    own = client is None
-    http = client or httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=settings.concurrency,
-                            max_keepalive_connections=settings.concurrency),
-        follow_redirects=True, headers={"User-Agent": "nadg-heartbeat"})
+    # a pull worker (pull://NAME) has no URL to ping: its own calls to the store keep it fresh
+    workers = [w for w in workers if not w.vm_url.startswith("pull://")]
+    # httpx's connection pool does work per queued request and connection on every
+    # change, so one pool of hundreds of connections spends more CPU than the pings:
+    # several small pools (a worker always uses the same one) keep it linear.
+    clients = [client] if client is not None else [
+        httpx.AsyncClient(limits=httpx.Limits(max_connections=POOL_SIZE,
+                                              max_keepalive_connections=POOL_SIZE),
+                          follow_redirects=True, headers={"User-Agent": "nadg-heartbeat"})
+        for _ in range(max(1, -(-settings.concurrency // POOL_SIZE)))]
     try:
-        outcomes = await asyncio.gather(
-            *(_ping_and_record(store, w, http, settings, gate, gauge) for w in workers))
+        found = await _probe_all(workers, clients, settings, gauge)
     finally:
-        if own:
-            await http.aclose()
+        if client is None:
+            await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(_record(store, w, f, settings.deadline_s) for w, f in zip(workers, found, strict=True)))
     return HeartbeatReport(outcomes=sorted(outcomes, key=lambda o: o.worker.id),
                            peak_in_flight=gauge.peak,
                            duration_s=time.perf_counter() - started)

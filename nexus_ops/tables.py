@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from database.models import WorkerNode
 
 if TYPE_CHECKING:
-    from database.health import HeartbeatReport
+    from nexus_ops.health import HeartbeatReport
 
 Cell = str | int | float | None
 

@@ -1,69 +1,59 @@
-"""``python -m database.manage_workers``: the registry CLI (the original NADG verbs).
+"""The registry CLI: ``python -m database.manage_workers`` (the original NADG verbs).
 
     list [--json]                                  registered workers
     add URL [--name N] [--max-concurrency K]       register a worker
     remove ID                                      forget a worker
     status ID STATUS                               set active|busy|offline|draining
     ping [ID]                                      GET /health now and record the result
+    enroll NAME                                    issue a pull worker's credential (1 line)
+    revoke NAME                                    end a pull worker's credential now
 
-Bad input prints one line on stderr saying what is wrong and what to do, exits non-zero
-and writes nothing. Exit codes: 0 ok, 1 refused (unknown id, duplicate URL), 2 bad usage
-or input, 3 registry unreachable.
+Also ``nexus workers …``. Bad input prints one line on stderr saying what is wrong and what
+to do, exits non-zero and writes nothing. Exit codes (:class:`nexus_common.cli.ExitCode`):
+0 ok, 1 refused (unknown id, duplicate URL), 2 bad usage or input, 3 registry unreachable.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import typer
+
 from database.config import open_store
+from database.leases import (
+    CredentialNotFound,
+    DuplicateCredential,
+    LeaseStore,
+    check_name,
+    lease_store,
+)
 from database.models import WorkerNode, WorkerStatus
-from database.store import DuplicateWorker, Store, StoreError, StoreUnavailable, WorkerNotFound
-from database.tables import PING_HEADERS, WORKER_HEADERS, ping_rows, render_text, worker_rows
+from database.store import (
+    DuplicateWorker,
+    Store,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+    WorkerNotFound,
+)
+from nexus_common.cli import CliError, ExitCode, UsageError, new_app, run_app
+from nexus_ops.tables import PING_HEADERS, WORKER_HEADERS, ping_rows, render_text, worker_rows
 
 logger = logging.getLogger(__name__)
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+PROG = "python -m database.manage_workers"
 STATUSES = ", ".join(s.value for s in WorkerStatus)
 
-
-class UsageError(Exception):
-    """Bad command-line input; the message says what to do."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `python -m database.manage_workers --help`)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (one subcommand per verb)."""
-    parser = _Parser(prog="python -m database.manage_workers",
-                     description="Manage the NEXUS Grid worker registry.")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    lst = verbs.add_parser("list", help="list registered workers")
-    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add = verbs.add_parser("add", help="register a worker by URL")
-    add.add_argument("url")
-    add.add_argument("--name")
-    add.add_argument("--max-concurrency", type=int, default=4, metavar="K")
-    rm = verbs.add_parser("remove", help="remove a worker by id")
-    rm.add_argument("id")
-    st = verbs.add_parser("status", help=f"set a worker's status ({STATUSES})")
-    st.add_argument("id")
-    st.add_argument("status")
-    ping = verbs.add_parser("ping", help="ping one worker (or all) now and record it")
-    ping.add_argument("id", nargs="?")
-    return parser
+app = new_app("Manage the NEXUS Grid worker registry.")
 
 
 def parse_id(text: str) -> int:
@@ -74,7 +64,7 @@ def parse_id(text: str) -> int:
         value = 0
     if value <= 0:
         raise UsageError(f"worker id must be a positive integer, got {text!r}; see the ids"
-                         " with `python -m database.manage_workers list`")
+                         f" with `{PROG} list`")
     return value
 
 
@@ -110,81 +100,139 @@ def worker_json(worker: WorkerNode) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in asdict(worker).items()}
 
 
-def run(args: argparse.Namespace, store: Store) -> int:
-    """Carry out one parsed command against ``store``; returns the exit code."""
-    if args.verb == "list":
+@contextmanager
+def registry() -> Iterator[Store]:
+    """The configured store; its failures become the CLI's exit codes."""
+    try:
+        store = open_store()
+    except StoreConfigError as exc:  # a bad or half-set setting: bad input, like every CLI
+        raise CliError(str(exc), ExitCode.USAGE) from None
+    except StoreError as exc:
+        raise CliError(f"registry unavailable: {exc}", ExitCode.UNAVAILABLE) from None
+    try:
+        yield store
+    except StoreUnavailable as exc:
+        raise CliError(f"registry unavailable: {exc}", ExitCode.UNAVAILABLE) from None
+    except (WorkerNotFound, DuplicateWorker, StoreError) as exc:
+        raise CliError(str(exc), ExitCode.FAILED) from None
+    finally:
+        store.close()
+
+
+def echo(text: str) -> None:
+    """One result line on stdout."""
+    typer.echo(text)
+
+
+@app.command("list")
+def list_workers(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+                 ) -> None:
+    """List registered workers."""
+    with registry() as store:
         workers = store.list_workers()
-        if args.json:
-            print(json.dumps([worker_json(w) for w in workers], indent=2))
-        elif workers:
-            print(render_text(WORKER_HEADERS, worker_rows(workers)))
-        else:
-            print("no workers registered; add one with"
-                  " `python -m database.manage_workers add URL`")
-        return 0
-    if args.verb == "add":
-        w = store.add_worker(args.url, name=args.name, max_concurrency=args.max_concurrency)
-        print(f"added worker {w.id}: {w.vm_url} ({w.status.value})")
-        return 0
-    if args.verb == "remove":
-        store.remove_worker(args.id)
-        print(f"removed worker {args.id}")
-        return 0
-    if args.verb == "status":
-        w = store.set_worker_status(args.id, args.status)
-        print(f"worker {w.id} ({w.vm_url}) is now {w.status.value}")
-        return 0
-    targets = [store.get_worker(args.id)] if args.id is not None else store.list_workers()
-    if not targets:
-        print("no workers registered; nothing to ping")
-        return 0
-    from database.health import HeartbeatSettings, ping_workers  # httpx only when pinging
-
-    report = asyncio.run(ping_workers(store, targets, settings=HeartbeatSettings()))
-    print(render_text(PING_HEADERS, ping_rows(report)))
-    return 0 if report.recorded == len(report.outcomes) else EXIT_REFUSED
+    if as_json:
+        echo(json.dumps([worker_json(w) for w in workers], indent=2))
+    elif workers:
+        echo(render_text(WORKER_HEADERS, worker_rows(workers)))
+    else:
+        echo(f"no workers registered; add one with `{PROG} add URL`")
 
 
-def _validate(args: argparse.Namespace) -> None:
-    """Check every argument before anything is opened or written."""
-    if args.verb == "add":
-        args.url = parse_url(args.url)
-        if args.max_concurrency < 1:
-            raise UsageError(f"--max-concurrency must be at least 1, got {args.max_concurrency}")
-    if args.verb in ("remove", "status") or (args.verb == "ping" and args.id is not None):
-        args.id = parse_id(args.id)
-    if args.verb == "status":
-        args.status = parse_status(args.status)
+@app.command()
+def add(url: Annotated[str, typer.Argument(help="the worker's base URL")],
+        name: Annotated[str | None, typer.Option(help="a display name")] = None,
+        max_concurrency: Annotated[int, typer.Option(
+            "--max-concurrency", metavar="K", help="subtasks in flight at most")] = 4) -> None:
+    """Register a worker by URL."""
+    url = parse_url(url)
+    if max_concurrency < 1:
+        raise UsageError(f"--max-concurrency must be at least 1, got {max_concurrency}")
+    with registry() as store:
+        w = store.add_worker(url, name=name, max_concurrency=max_concurrency)
+    echo(f"added worker {w.id}: {w.vm_url} ({w.status.value})")
+
+
+@app.command()
+def remove(worker_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Remove a worker by id."""
+    wid = parse_id(worker_id)
+    with registry() as store:
+        store.remove_worker(wid)
+    echo(f"removed worker {wid}")
+
+
+@app.command("status")
+def set_status(worker_id: Annotated[str, typer.Argument(metavar="ID")],
+               status: Annotated[str, typer.Argument(metavar="STATUS", help=STATUSES)],
+               ) -> None:
+    """Set a worker's status (active, busy, offline, draining)."""
+    wid, value = parse_id(worker_id), parse_status(status)
+    with registry() as store:
+        w = store.set_worker_status(wid, value)
+    echo(f"worker {w.id} ({w.vm_url}) is now {w.status.value}")
+
+
+@app.command()
+def ping(worker_id: Annotated[str | None, typer.Argument(metavar="[ID]")] = None) -> None:
+    """Ping one worker (or all) now and record the outcome."""
+    wid = parse_id(worker_id) if worker_id is not None else None
+    from nexus_ops.health import HeartbeatSettings, ping_workers  # httpx only when pinging
+
+    with registry() as store:
+        targets = [store.get_worker(wid)] if wid is not None else store.list_workers()
+        if not targets:
+            echo("no workers registered; nothing to ping")
+            return
+        report = asyncio.run(ping_workers(store, targets, settings=HeartbeatSettings()))
+    echo(render_text(PING_HEADERS, ping_rows(report)))
+    if report.recorded != len(report.outcomes):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _leases(store: Store) -> LeaseStore:
+    """The store's lease operations, or a CliError on a backend without pull workers."""
+    found = lease_store(store)
+    if found is None:
+        raise CliError(f"pull workers need a shared store: set DATABASE_URL (Postgres) or"
+                       f" SUPABASE_URL + SUPABASE_SERVICE_KEY; the {store.backend_name}"
+                       " registry has no credentials", ExitCode.FAILED)
+    return found
+
+
+@app.command()
+def enroll(name: Annotated[str, typer.Argument(help="the pull worker's name")]) -> None:
+    """Issue one pull worker's credential: prints it as the only line on stdout (the store
+    keeps only its SHA-256; set it as NADG_WORKER_CREDENTIAL where the worker runs)."""
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with registry() as store:
+        try:
+            credential = _leases(store).enroll(name)
+        except DuplicateCredential as exc:
+            raise CliError(str(exc), ExitCode.FAILED) from None
+    echo(credential)
+
+
+@app.command()
+def revoke(name: Annotated[str, typer.Argument(help="the pull worker's name")]) -> None:
+    """End a pull worker's credential now: its next call is refused and its leases go
+    back to the queue."""
+    with registry() as store:
+        try:
+            _leases(store).revoke(name)
+        except CredentialNotFound as exc:
+            raise CliError(str(exc), ExitCode.FAILED) from None
+    echo(f"revoked the credential of pull worker {name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args = build_parser().parse_args(argv)
-        _validate(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        store = open_store()
-    except StoreUnavailable as exc:
-        print(f"error: registry unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    try:
-        return run(args, store)
-    except (WorkerNotFound, DuplicateWorker) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except StoreUnavailable as exc:
-        print(f"error: registry unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    finally:
-        store.close()
+    return run_app(app, argv, prog_name=PROG)
+
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

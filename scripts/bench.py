@@ -1,4 +1,4 @@
-"""The benchmark suite: ``python -m scripts.bench`` prints one Markdown table.
+"""The benchmark suite: ``python -m scripts.bench [--json]`` prints one Markdown table.
 
 Each module in :data:`MODULES` offers ``benchmarks() -> list[(benchmark, figure, unit)]``;
 a module that is missing or fails is noted in the table and the rest still run.
@@ -6,15 +6,23 @@ a module that is missing or fails is noted in the table and the rest still run.
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from nexus_common.cli import new_app, run_app
 
 logger = logging.getLogger(__name__)
 
-MODULES = ("scripts.bench_worker", "scripts.bench_dispatch", "scripts.bench_training")
+MODULES = ("scripts.bench_worker", "scripts.bench_sandbox", "scripts.bench_dispatch",
+           "scripts.bench_peers", "scripts.bench_scale", "scripts.bench_training",
+           "scripts.bench_chaos", "scripts.bench_pull")
 
 Row = tuple[str, str, str]
 
@@ -54,15 +62,29 @@ def render(rows: list[Row], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the suite (or ``--only`` some modules) and print the table."""
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench")
-    parser.add_argument("--only", nargs="*", help="module names, e.g. scripts.bench_dispatch")
-    args = parser.parse_args(argv)
+app = new_app("Run the benchmark suite and print one Markdown table.")
+
+
+@app.command()
+def bench(only: Annotated[list[str] | None, typer.Option(
+        "--only", help="a module to run, e.g. scripts.bench_dispatch (repeatable)")] = None,
+          as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
+          ) -> None:
+    """Run the suite (or ``--only`` some modules) and print the table (or JSON)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    rows, notes = collect(tuple(args.only) if args.only else MODULES)
-    print(render(rows, notes))
-    return 0 if rows else 1
+    rows, notes = collect(tuple(only) if only else MODULES)
+    if as_json:
+        typer.echo(json.dumps({"rows": [{"benchmark": n, "figure": f, "unit": u}
+                                        for n, f, u in rows], "notes": notes}, indent=2))
+    else:
+        typer.echo(render(rows, notes))
+    if not rows:
+        raise typer.Exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m scripts.bench``; returns the exit code."""
+    return run_app(app, argv, prog_name="python -m scripts.bench")
 
 
 if __name__ == "__main__":

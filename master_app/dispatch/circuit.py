@@ -3,6 +3,10 @@
 States: ``closed`` (normal) → ``open`` after ``threshold`` consecutive failures (no work
 sent) → ``half_open`` once ``cooldown_s`` has passed (one probe allowed) → ``closed`` on the
 probe's success, back to ``open`` on its failure. The clock is injectable for tests.
+
+Hand-written on purpose (the Gemini call's retries use tenacity): a breaker library wraps
+one call, but this state is read by the scheduler itself — which lane may take work,
+when a half-open probe may go, when every worker is down — and mirrored to the registry.
 """
 
 from __future__ import annotations
@@ -43,6 +47,13 @@ class CircuitBreaker:
         if state is CircuitState.CLOSED:
             return True
         return state is CircuitState.HALF_OPEN and not self.probe_in_flight
+
+    def probe_now(self) -> None:
+        """The worker answers again (its ``/health`` did): allow the half-open probe now
+        rather than at the end of the cooldown."""
+        if self.state is CircuitState.OPEN:
+            self._state = CircuitState.HALF_OPEN
+            self.probe_in_flight = False
 
     def on_send(self) -> None:
         """A request went out; in half-open it is the one probe."""

@@ -5,26 +5,36 @@ Exceptions::
     WorkerCallError            a call to a worker did not produce a result
     ├── WorkerUnreachable      connect error, reset, or timeout: try another worker
     ├── WorkerBusy             503 backpressure; ``retry_after_s`` says when to retry
-    ├── WorkerAuthError        401/403: the shared token is wrong on one side
+    ├── WorkerAuthError        401/403, or the worker could not prove it holds its key
     └── WorkerProtocolError    a 4xx/5xx or a body that is not the protocol
 
 A subtask that *ran* and failed is not an exception: it is a ``SubtaskResult`` whose
 status says so. One :class:`httpx.AsyncClient` (keep-alive pool) is shared by all calls.
+
+Every request is signed for the worker it goes to (:mod:`nexus_common.signing`), and no
+work goes to a worker before it has proved it holds its key (``POST /auth/prove``, once per
+worker, again after an auth error): a URL typed into the registry that is not a grid worker
+gets nothing it could use and no subtask.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 from collections.abc import Sequence
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from worker_node.protocol import HealthResponse, Subtask, SubtaskResult
+from nexus_common.protocol import HealthResponse, Subtask, SubtaskResult, endpoint_url
+from nexus_common.signing import GridSigner, SigningAuth, canonical_origin, new_challenge
 
 logger = logging.getLogger(__name__)
 
 _RESULTS = TypeAdapter(list[SubtaskResult])
+_SUBTASKS = TypeAdapter(list[Subtask])
+_JSON_HEADERS = {"Content-Type": "application/json"}
 #: Seconds added to a subtask's own timeout for the HTTP round trip.
 TRANSPORT_SLACK_S = 10.0
 
@@ -41,6 +51,16 @@ class WorkerUnreachable(WorkerCallError):
     """The worker could not be reached or did not answer in time."""
 
 
+class WorkerRefused(WorkerUnreachable):
+    """The connection was refused or never made: nothing reached the worker, so the
+    subtask did not run there (a worker restarting, a port nobody listens on)."""
+
+
+def _unreachable(url: str, exc: httpx.TransportError) -> WorkerUnreachable:
+    kind = WorkerRefused if isinstance(exc, httpx.ConnectError) else WorkerUnreachable
+    return kind(url, f"{type(exc).__name__}: {exc}")
+
+
 class WorkerBusy(WorkerCallError):
     """The worker answered 503: every slot busy and its queue full."""
 
@@ -50,16 +70,11 @@ class WorkerBusy(WorkerCallError):
 
 
 class WorkerAuthError(WorkerCallError):
-    """The worker refused the token (401/403)."""
+    """The worker refused our signature (401/403), or could not prove it holds its key."""
 
 
 class WorkerProtocolError(WorkerCallError):
     """The worker answered something that is not the protocol."""
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    """The headers that carry the shared token (empty without one)."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -73,10 +88,10 @@ def _raise_for(url: str, response: httpx.Response) -> None:
     if response.status_code < 400:
         return
     text = response.text[:300]
-    if response.status_code == 503:
-        raise WorkerBusy(url, f"busy (503): {text}", _retry_after(response))
+    if response.status_code in (503, 429):
+        raise WorkerBusy(url, f"busy ({response.status_code}): {text}", _retry_after(response))
     if response.status_code in (401, 403):
-        raise WorkerAuthError(url, f"token refused ({response.status_code}): {text}")
+        raise WorkerAuthError(url, f"signature refused ({response.status_code}): {text}")
     raise WorkerProtocolError(url, f"HTTP {response.status_code}: {text}")
 
 
@@ -84,12 +99,51 @@ class WorkerClient:
     """Calls the worker protocol over a shared ``httpx.AsyncClient``."""
 
     def __init__(self, http: httpx.AsyncClient, token: str | None) -> None:
+        """``token`` is the grid secret (None: an insecure local grid, nothing signed);
+        a secret shorter than 32 bytes raises :class:`nexus_common.signing.WeakSecret`."""
         self._http = http
-        self._headers = auth_headers(token)
+        self._signer = GridSigner(token) if token else None
+        self._auth = SigningAuth(self._signer) if self._signer else None
+        self._proven: set[str] = set()
+        self._proving: dict[str, asyncio.Lock] = {}
+
+    async def prove(self, url: str, timeout_s: float = 10.0) -> None:
+        """Make the worker at ``url`` prove it holds its key (cached once it has).
+
+        Raises :class:`WorkerAuthError` when it cannot: not a grid worker, or one with
+        another secret. Nothing is sent to a worker before this passes.
+        """
+        if self._signer is None:
+            return
+        origin = canonical_origin(url)
+        if origin in self._proven:
+            return
+        lock = self._proving.setdefault(origin, asyncio.Lock())
+        async with lock:
+            if origin in self._proven:
+                return
+            challenge = new_challenge()
+            response = await self._send(url, "/auth/prove", {"challenge": challenge},
+                                        timeout_s, prove=False)
+            try:
+                proof = str(response.json()["proof"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise WorkerAuthError(url, f"no proof of key in the answer: {exc}") from exc
+            expected = self._signer.expected_proof(url, challenge)
+            if not hmac.compare_digest(proof.encode(), expected.encode()):
+                raise WorkerAuthError(url, "the worker could not prove it holds its key: "
+                                           "not a grid worker, or its NADG_AUTH_TOKEN differs; "
+                                           "no work is sent to it")
+            self._proven.add(origin)
+            logger.info("worker %s proved it holds its key", origin)
+
+    def forget(self, url: str) -> None:
+        """Drop the cached proof of ``url`` (it will be asked again before the next call)."""
+        self._proven.discard(canonical_origin(url))
 
     async def execute(self, url: str, subtask: Subtask) -> SubtaskResult:
         """``POST /execute``: one subtask, one result."""
-        response = await self._post(url, "/execute", subtask.model_dump(mode="json"),
+        response = await self._post(url, "/execute", subtask.model_dump_json().encode(),
                                     subtask.timeout_s)
         try:
             return SubtaskResult.model_validate_json(response.content)
@@ -98,7 +152,7 @@ class WorkerClient:
 
     async def execute_batch(self, url: str, subtasks: Sequence[Subtask]) -> list[SubtaskResult]:
         """``POST /execute/batch``: results in the order of ``subtasks``."""
-        body = [s.model_dump(mode="json") for s in subtasks]
+        body = _SUBTASKS.dump_json(list(subtasks))  # pydantic's encoder: no dict pass
         timeout = sum(s.timeout_s for s in subtasks)
         response = await self._post(url, "/execute/batch", body, timeout)
         try:
@@ -112,9 +166,9 @@ class WorkerClient:
     async def health(self, url: str, timeout_s: float = 5.0) -> HealthResponse:
         """``GET /health`` (no token needed)."""
         try:
-            response = await self._http.get(_join(url, "/health"), timeout=timeout_s)
+            response = await self._http.get(endpoint_url(url, "/health"), timeout=timeout_s)
         except httpx.TransportError as exc:
-            raise WorkerUnreachable(url, f"{type(exc).__name__}: {exc}") from exc
+            raise _unreachable(url, exc) from exc
         _raise_for(url, response)
         try:
             return HealthResponse.model_validate_json(response.content)
@@ -122,18 +176,25 @@ class WorkerClient:
             raise WorkerProtocolError(url, f"not a health answer: {exc}") from exc
 
     async def _post(self, url: str, path: str, body: object, timeout_s: float) -> httpx.Response:
+        return await self._send(url, path, body, timeout_s + TRANSPORT_SLACK_S, prove=True)
+
+    async def _send(self, url: str, path: str, body: object, timeout_s: float, *,
+                    prove: bool) -> httpx.Response:
+        if prove:
+            await self.prove(url)
+        # a body already encoded (the protocol models, by pydantic) is sent as it is
+        encoded = body if isinstance(body, bytes) else None
         try:
             response = await self._http.post(
-                _join(url, path),
-                json=body,
-                headers=self._headers,
-                timeout=timeout_s + TRANSPORT_SLACK_S,
-            )
+                endpoint_url(url, path), content=encoded,
+                json=None if encoded is not None else body,
+                headers=_JSON_HEADERS if encoded is not None else None,
+                auth=self._auth or httpx.USE_CLIENT_DEFAULT, timeout=timeout_s)
         except httpx.TransportError as exc:
-            raise WorkerUnreachable(url, f"{type(exc).__name__}: {exc}") from exc
+            raise _unreachable(url, exc) from exc
+        if response.status_code in (401, 403):
+            self.forget(url)
         _raise_for(url, response)
         return response
 
 
-def _join(base: str, path: str) -> str:
-    return base.rstrip("/") + path

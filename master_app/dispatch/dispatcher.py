@@ -11,7 +11,7 @@ What it does for each run:
   the free slots;
 - retries with exponential backoff and jitter; a subtask that failed on one worker goes to
   another one when there is one;
-- a circuit breaker per worker (:mod:`master_app.circuit`), mirrored to the registry;
+- a circuit breaker per worker (:mod:`master_app.dispatch.circuit`), mirrored to the registry;
 - hedging: a subtask running far past the median of finished ones gets a second copy on
   an idle worker; the first result wins, the other copy is cancelled;
 - a deadline and cancellation (an :class:`asyncio.Event`); when every worker is down for
@@ -22,14 +22,14 @@ they land; the dispatcher itself needs no store.
 
 Where things live (everything public is re-exported here):
 
-- :mod:`master_app.dispatch_report`: :class:`DispatchReport`, :class:`Failure`,
+- :mod:`master_app.dispatch.report`: :class:`DispatchReport`, :class:`Failure`,
   :class:`OutcomeSink`;
-- :mod:`master_app.dispatch_lanes`: per-worker slots (:class:`~master_app.dispatch_lanes.Lane`),
+- :mod:`master_app.dispatch.lanes`: per-worker slots (:class:`~master_app.dispatch.lanes.Lane`),
   per-subtask state, least-loaded worker selection and batching (:data:`BATCHABLE`);
-- :mod:`master_app.dispatch_retry`: attempt limit and backoff with jitter;
-- :mod:`master_app.dispatch_hedging`: when a straggler gets a second copy, and where;
-- :mod:`master_app.dispatch_health`: breaker feedback, registry mirror, the all-down watch;
-- :mod:`master_app.dispatch_run`: the loop of one ``run_subtasks`` call;
+- :mod:`master_app.dispatch.retry`: attempt limit and backoff with jitter;
+- :mod:`master_app.dispatch.hedging`: when a straggler gets a second copy, and where;
+- :mod:`master_app.dispatch.health`: breaker feedback, registry mirror, the all-down watch;
+- :mod:`master_app.dispatch.run`: the loop of one ``run_subtasks`` call;
 - this module: :class:`Dispatcher`, which owns the HTTP client and the breakers.
 """
 
@@ -42,14 +42,14 @@ import httpx
 
 from database.models import WorkerNode
 from database.store import Registry
-from master_app.circuit import CircuitBreaker
-from master_app.dispatch_lanes import BATCHABLE, Lane
-from master_app.dispatch_report import DispatchReport, Failure, OutcomeSink
-from master_app.dispatch_run import DispatchRun
-from master_app.events import EventCallback
+from master_app.dispatch.circuit import CircuitBreaker
+from master_app.dispatch.client import WorkerClient
+from master_app.dispatch.events import EventCallback
+from master_app.dispatch.lanes import BATCHABLE, Lane
+from master_app.dispatch.report import DispatchReport, Failure, OutcomeSink
+from master_app.dispatch.run import DispatchRun
 from master_app.settings import MasterSettings
-from master_app.worker_client import WorkerClient
-from worker_node.protocol import Subtask
+from nexus_common.protocol import Subtask
 
 __all__ = ["BATCHABLE", "Dispatcher", "DispatchReport", "Failure", "OutcomeSink"]
 

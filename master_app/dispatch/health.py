@@ -11,22 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from database.models import CircuitState
 from database.store import Registry
-from master_app.dispatch_lanes import Lane
-from master_app.worker_client import WorkerAuthError
+from master_app.dispatch.client import WorkerAuthError
+from master_app.dispatch.lanes import Lane
+from master_app.metrics import observe_breaker
 
 # The dispatcher's modules log under one name, as when they were one module.
-logger = logging.getLogger("master_app.dispatcher")
+logger = logging.getLogger("master_app.dispatch.dispatcher")
+
+
+#: Seconds the registry's dispatch counters may lag: they are added up per worker and
+#: written at most this often (and at the end of a run), not once per call.
+COUNTER_FLUSH_S = 0.5
 
 
 class WorkerHealth:
-    """Feeds call outcomes to a lane's breaker and mirrors them to the registry."""
+    """Feeds call outcomes to a lane's breaker and mirrors them to the registry.
+
+    Circuit state changes are written at once; dispatch counters (``total_tasks``,
+    latency) are summed per worker and written every :data:`COUNTER_FLUSH_S` seconds in
+    one statement per worker (:meth:`flush` writes what is left).
+    """
 
     def __init__(self, registry: Registry | None) -> None:
         self.registry = registry
+        #: worker id -> [ok, failed, latest latency]
+        self._counts: dict[int, list[float | None]] = {}
+        self._last_flush = time.monotonic()
+        self._flush_lock = asyncio.Lock()
 
     async def ok(self, lane: Lane, latency_ms: float, count: int) -> None:
         """The worker answered a request carrying ``count`` subtasks."""
@@ -45,19 +61,45 @@ class WorkerHealth:
 
     async def _mirror(self, lane: Lane, before: CircuitState, after: CircuitState, *,
                       ok: bool, latency_ms: float | None, count: int = 1) -> None:
+        if before is not after:
+            observe_breaker(lane.worker.id, before, after)
         registry = self.registry
         if registry is None:
             return
+        held = self._counts.setdefault(lane.worker.id, [0, 0, None])
+        held[0 if ok else 1] = (held[0 if ok else 1] or 0) + count
+        if latency_ms is not None:
+            held[2] = latency_ms
         try:
-            def record() -> None:
-                for _ in range(count):
-                    registry.record_dispatch(lane.worker.id, ok=ok, latency_ms=latency_ms)
-
-            await asyncio.to_thread(record)
             if before is not after:
                 await asyncio.to_thread(registry.set_circuit_state, lane.worker.id, after)
         except Exception:
             logger.exception("could not mirror worker %s to the registry", lane.worker.id)
+        if (time.monotonic() - self._last_flush >= COUNTER_FLUSH_S
+                and not self._flush_lock.locked()):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the summed dispatch counters (one statement per worker)."""
+        registry = self.registry
+        if registry is None:
+            return
+        async with self._flush_lock:
+            counts, self._counts = self._counts, {}
+            self._last_flush = time.monotonic()
+            if not counts:
+                return
+
+            def record() -> None:
+                for wid, (ok, failed, latency) in counts.items():
+                    try:
+                        registry.record_dispatches(wid, ok=int(ok or 0),
+                                                   failed=int(failed or 0), latency_ms=latency)
+                    except Exception:
+                        logger.exception("could not mirror worker %s's counters to the"
+                                         " registry", wid)
+
+            await asyncio.to_thread(record)
 
 
 class AllDownWatch:

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 
 from database.models import CircuitState
-from master_app.dispatch_lanes import Item, Lane, least_loaded
+from master_app.dispatch.lanes import Item, Lane, least_loaded
 from master_app.settings import MasterSettings
 
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from database.models import CircuitState, WorkerNode
-from master_app.circuit import CircuitBreaker
-from worker_node.protocol import Subtask, SubtaskKind
+from master_app.dispatch.circuit import CircuitBreaker
+from nexus_common.protocol import Subtask, SubtaskKind
 
 #: Kinds cheap enough per item that batching several into one request pays.
 BATCHABLE = frozenset({SubtaskKind.NOOP, SubtaskKind.PYTHON})
@@ -32,6 +32,9 @@ class Lane:
     busy_until: float = 0.0
     #: When the worker began answering only busy (503), None since its last answer.
     busy_since: float | None = None
+    #: While the breaker is open: when ``/health`` may be asked next, and whether it is.
+    next_health_check: float = 0.0
+    health_check_running: bool = False
 
     @property
     def limit(self) -> int:
@@ -83,9 +86,24 @@ def idx_of(subtask: Subtask, position: int) -> int:
     return int(tail) if tail.isdigit() else position
 
 
-def ready_items(items: Sequence[Item], now: float) -> list[Item]:
-    """Items waiting to be sent: not done, nothing in flight, past their backoff."""
-    return [it for it in items if not it.done and not it.copies and it.not_before <= now]
+def ready_items(items: Sequence[Item], now: float, *, start: int = 0,
+                limit: int | None = None) -> list[Item]:
+    """Items waiting to be sent: not done, nothing in flight, past their backoff.
+
+    Scans from ``start`` (every item before it is done) and stops after ``limit`` found, so
+    a launch costs what it can send, not the length of the task.
+    """
+    if limit is None:
+        return [it for it in items[start:] if not it.done and not it.copies
+                and it.not_before <= now]
+    out: list[Item] = []
+    for i in range(start, len(items)):
+        it = items[i]
+        if not it.done and not it.copies and it.not_before <= now:
+            out.append(it)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def least_loaded(lanes: Sequence[Lane]) -> Lane:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from database.models import WorkerNode
-from worker_node.protocol import Subtask, SubtaskResult
+from nexus_common.protocol import Subtask, SubtaskResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,11 @@ The wait after the n-th failed attempt is ``backoff_base_s * 2 ** (n - 1)``, cap
 ``backoff_max_s``, times a jitter factor drawn from [0.5, 1.5). A worker that answers busy
 (503 backpressure) is paused for its ``retry_after_s``, capped the same way, and that
 attempt is not counted.
+
+Hand-written on purpose (the Gemini call's retries use tenacity): the dispatcher does not
+retry a call in place; a failed subtask goes back in the queue with a ``not_before`` time
+and may go to another worker, so the policy is two numbers the scheduler asks for, not a
+loop around one call.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 :class:`DispatchRun` owns the state of a single run (its items, lanes and report) and
 composes the pieces kept in their own modules: lane bookkeeping and worker selection
-(:mod:`master_app.dispatch_lanes`), the hedging policy (:mod:`master_app.dispatch_hedging`),
-the retry policy (:mod:`master_app.dispatch_retry`) and worker health
-(:mod:`master_app.dispatch_health`). The loop wakes whenever an attempt ends, or every
+(:mod:`master_app.dispatch.lanes`), the hedging policy (:mod:`master_app.dispatch.hedging`),
+the retry policy (:mod:`master_app.dispatch.retry`) and worker health
+(:mod:`master_app.dispatch.health`). The loop wakes whenever an attempt ends, or every
 :data:`TICK_S` seconds to look at backoffs, stragglers, the deadline and cancellation.
 """
 
@@ -17,10 +17,13 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from database.models import CircuitState
 from database.store import Registry
-from master_app.dispatch_health import AllDownWatch, WorkerHealth
-from master_app.dispatch_hedging import HedgePolicy
-from master_app.dispatch_lanes import (
+from master_app.dispatch.client import WorkerBusy, WorkerCallError, WorkerClient, WorkerRefused
+from master_app.dispatch.events import EventCallback, EventKind, ProgressEvent
+from master_app.dispatch.health import AllDownWatch, WorkerHealth
+from master_app.dispatch.hedging import HedgePolicy
+from master_app.dispatch.lanes import (
     Copy,
     Item,
     Lane,
@@ -29,18 +32,25 @@ from master_app.dispatch_lanes import (
     ready_items,
     select_batch,
 )
-from master_app.dispatch_report import DispatchReport, Failure, OutcomeSink
-from master_app.dispatch_retry import RetryPolicy
-from master_app.events import EventCallback, EventKind, ProgressEvent
+from master_app.dispatch.report import DispatchReport, Failure, OutcomeSink
+from master_app.dispatch.retry import RetryPolicy
+from master_app.metrics import TimedSink, observe_event
 from master_app.settings import MasterSettings
-from master_app.worker_client import WorkerBusy, WorkerCallError, WorkerClient
-from worker_node.protocol import ResultStatus, Subtask, SubtaskResult
+from nexus_common.protocol import ResultStatus, Subtask, SubtaskResult
 
 # The dispatcher's modules log under one name, as when they were one module.
-logger = logging.getLogger("master_app.dispatcher")
+logger = logging.getLogger("master_app.dispatch.dispatcher")
 
 #: How often (seconds) the loop wakes when no attempt has ended.
 TICK_S = 0.05
+#: Ready items looked at beyond what the free slots can take (for items that must wait
+#: for a worker they have not failed on).
+READY_SPARE = 64
+#: While a worker's breaker is open, its ``/health`` is asked this often (seconds), so a
+#: worker that comes back (restarted by a watchdog, a network blip over) gets work again
+#: within about a second instead of after the whole breaker cooldown.
+HEALTH_CHECK_EVERY_S = 1.0
+HEALTH_CHECK_TIMEOUT_S = 2.0
 
 
 class DispatchRun:
@@ -56,7 +66,7 @@ class DispatchRun:
         self.items = [Item(st, idx_of(st, i)) for i, st in enumerate(subtasks)]
         self.lanes = list(lanes)
         self.on_event = on_event
-        self.sink = sink
+        self.sink = TimedSink(sink) if sink is not None else None  # store write metrics
         self.cancel = cancel or asyncio.Event()
         self.deadline = time.monotonic() + deadline_s if deadline_s else None
         self.deadline_s = deadline_s
@@ -64,7 +74,9 @@ class DispatchRun:
         self.durations: list[float] = []
         self.wake = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
+        self.health_checks: set[asyncio.Task[None]] = set()
         self.remaining = len(self.items)
+        self.first_open = 0
         self.hedging = HedgePolicy(settings)
         self.retry = RetryPolicy(settings)
         self.health = WorkerHealth(registry)
@@ -87,6 +99,7 @@ class DispatchRun:
                     self.report.deadline_passed = True
                     await self._fail_all(f"the task deadline of {self.deadline_s:g}s passed")
                     break
+                self._check_open_lanes()
                 self._launch_ready()
                 if self.hedging.enabled:
                     self._hedge_stragglers()
@@ -99,17 +112,18 @@ class DispatchRun:
                     async with asyncio.timeout(TICK_S):
                         await self.wake.wait()
         finally:
+            for check in list(self.health_checks):
+                check.cancel()
             await self._cancel_copies()
             # Attempts still recording their outcome (the sink) finish before we return.
             while self.background:
                 await asyncio.gather(*list(self.background), return_exceptions=True)
+            await self.health.flush()  # the registry's counters of this run, written
             self.report.duration_s = time.monotonic() - start
         return self.report
 
     def _emit(self, kind: EventKind, item: Item, lane: Lane | None = None, message: str = "",
               duration_ms: float | None = None) -> None:
-        if self.on_event is None:
-            return
         event = ProgressEvent(
             kind=kind, subtask_id=item.subtask.id, idx=item.idx,
             worker_id=lane.worker.id if lane else None,
@@ -117,19 +131,62 @@ class DispatchRun:
             message=message, duration_ms=duration_ms, done=len(self.report.results),
             failed=len(self.report.failures), total=len(self.items),
             in_flight=sum(lane.in_flight for lane in self.lanes))
+        observe_event(event)  # the master's Prometheus counters (master_app.metrics)
+        if self.on_event is None:
+            return
         try:
             self.on_event(event)
         except Exception:
             logger.exception("on_event callback failed for %s", event)
 
+    # -- workers coming back --------------------------------------------------------
+
+    def _check_open_lanes(self) -> None:
+        """Ask ``/health`` of each worker whose breaker is open, about once a second."""
+        now = time.monotonic()
+        for lane in self.lanes:
+            if (lane.health_check_running or now < lane.next_health_check
+                    or lane.breaker.state is not CircuitState.OPEN):
+                continue
+            lane.health_check_running = True
+            lane.next_health_check = now + HEALTH_CHECK_EVERY_S
+            task = asyncio.create_task(self._health_check(lane))
+            self.health_checks.add(task)
+            task.add_done_callback(self.health_checks.discard)
+
+    async def _health_check(self, lane: Lane) -> None:
+        try:
+            await self.client.health(lane.worker.vm_url, timeout_s=HEALTH_CHECK_TIMEOUT_S)
+        except WorkerCallError:
+            return  # still down: the breaker stays open
+        finally:
+            lane.health_check_running = False
+        if lane.breaker.state is CircuitState.OPEN:
+            logger.info("worker %s answers /health again; probing it now", lane.worker.id)
+            lane.breaker.probe_now()
+            self.wake.set()
+
     # -- launching -------------------------------------------------------------------
+
+    def _first_open(self) -> int:
+        """The index of the first item not done (every item before it is done)."""
+        items, i = self.items, self.first_open
+        while i < len(items) and items[i].done:
+            i += 1
+        self.first_open = i
+        return i
 
     def _launch_ready(self) -> None:
         now = time.monotonic()
-        ready = ready_items(self.items, now)
+        free_slots = sum(lane.free(now) for lane in self.lanes)
+        if free_slots <= 0:
+            return
+        # enough candidates to fill every free slot with full batches, and some spare for
+        # items that wait for another worker: never a scan of the whole task
+        ready = ready_items(self.items, now, start=self._first_open(),
+                            limit=free_slots * self.s.batch_max + READY_SPARE)
         if not ready:
             return
-        free_slots = sum(lane.free(now) for lane in self.lanes)
         for item in ready:
             if free_slots <= 0:
                 break  # every slot taken: the rest waits for the next wake-up
@@ -169,7 +226,7 @@ class DispatchRun:
         if threshold is None:
             return
         now = time.monotonic()
-        if ready_items(self.items, now):
+        if ready_items(self.items, now, start=self._first_open(), limit=1):
             return  # real work waiting: no spare capacity for copies
         for item in self.items:
             if not self.hedging.is_straggler(item, now, threshold):
@@ -228,11 +285,16 @@ class DispatchRun:
                 logger.exception("unexpected error sending to worker %s", lane.worker.id)
             await self.health.failed(lane, exc)
             self._release(lane, len(batch))
+            # A refused connection reached no worker: the subtask did not run, so it does
+            # not lose an attempt (the breaker and the all-down watch bound the retries).
+            refund = isinstance(exc, WorkerRefused)
             # Drop each copy just before its item is requeued or failed: an item with no
             # copy that is neither done nor backing off would be sent again by the launcher,
             # which runs at every await.
             for item, copy in zip(batch, copies, strict=True):
                 self._drop_copy(item, copy)
+                if refund and not copy.hedge:
+                    item.attempts = max(0, item.attempts - 1)
                 await self._retry_or_fail(item, lane, str(exc) or type(exc).__name__,
                                           count_on_worker=True)
             return

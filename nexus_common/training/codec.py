@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from worker_node.protocol import WeightCodec, WeightsBlob
-from worker_node.training.tensors import Tensors
+from nexus_common.protocol import WeightCodec, WeightsBlob
+from nexus_common.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from worker_node.encoder import SentenceEncoder, default_model_path
+from nexus_common.encoder import SentenceEncoder, default_model_path
 
 logger = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worker_node.protocol import ModelSpec, TrainData
-from worker_node.training.encoder import Embedder
-from worker_node.training.families import TrainableModel, build
-from worker_node.training.tensors import Tensors
+from nexus_common.protocol import ModelSpec, TrainData
+from nexus_common.training.encoder import Embedder
+from nexus_common.training.families import TrainableModel, build
+from nexus_common.training.tensors import Tensors
 
 
 @dataclass(frozen=True)

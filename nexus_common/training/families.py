@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from worker_node.protocol import ModelFamily, ModelSpec
-from worker_node.training import encoder as enc_mod
-from worker_node.training.tensors import Tensors
+from nexus_common.protocol import ModelFamily, ModelSpec
+from nexus_common.training import encoder as enc_mod
+from nexus_common.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from database.backends.sqlite import SqliteStore
-from database.health import HeartbeatSettings, InFlight, ping_workers
 from database.models import WorkerStatus
+from nexus_ops.health import HeartbeatSettings, InFlight, ping_workers
 from tests.database.health_apps import (
     Crowd,
     alive_app,
@@ -100,7 +100,8 @@ async def test_two_hundred_workers_bounded_concurrency(tmp_path: Path) -> None:
 
 def run_heartbeat(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "DATABASE_URL")}
+             if k not in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "DATABASE_URL",
+                          "GITHUB_ACTIONS")}  # CI runs this suite under GitHub Actions
     return subprocess.run([sys.executable, "-m", "scripts.heartbeat"], cwd=REPO_ROOT,
                           env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
@@ -125,9 +126,37 @@ def test_script_table_summary_and_exit_codes(servers: dict[str, str], tmp_path: 
     blocker.write_text("x")
     down = run_heartbeat({"NADG_REGISTRY": str(blocker / "r.db"),
                           "GITHUB_STEP_SUMMARY": str(summary)})
-    assert down.returncode == 2
+    assert down.returncode == 3  # ExitCode.UNAVAILABLE
     assert "registry unavailable" in down.stderr and "NADG_REGISTRY" in down.stderr
     assert "Registry unavailable" in summary.read_text()
+
+
+@pytest.mark.parametrize("command", [["-m", "scripts.heartbeat"],
+                                     ["-m", "nexus_ops.heartbeat"]])
+def test_under_github_actions_a_local_sqlite_registry_is_refused(
+        tmp_path: Path, command: list[str]) -> None:
+    # the runner's disk is thrown away: the cron would ping an empty registry and stay green
+    reg = tmp_path / "registry.db"
+    summary = tmp_path / "summary.md"
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY", "DATABASE_URL")}
+    done = subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60,
+                          env={**clean, "GITHUB_ACTIONS": "true", "NADG_REGISTRY": str(reg),
+                               "GITHUB_STEP_SUMMARY": str(summary)})
+    assert done.returncode == 3, (done.stdout, done.stderr)  # ExitCode.UNAVAILABLE
+    assert "GitHub Actions" in done.stderr and "SQLite" in done.stderr
+    assert "SUPABASE_SERVICE_KEY" in done.stderr and "DATABASE_URL" in done.stderr
+    assert not reg.exists()  # refused before anything was opened or written
+    assert "Not run: refusing to run under GitHub Actions" in summary.read_text()
+
+
+def test_outside_github_actions_the_same_registry_runs(tmp_path: Path) -> None:
+    reg = tmp_path / "registry.db"
+    SqliteStore(reg).close()
+    done = run_heartbeat({"GITHUB_ACTIONS": "false", "NADG_REGISTRY": str(reg)})
+    assert done.returncode == 0, done.stderr
+    assert "0/0 workers answered" in done.stdout
 
 
 def test_heartbeat_imports_stay_light() -> None:

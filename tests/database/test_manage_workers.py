@@ -92,8 +92,8 @@ BAD_INPUT = [
     (("status", "99", "active"), 1, "no worker with id 99"),
     (("status", "1", "sleeping"), 2, "unknown status 'sleeping'"),
     (("ping", "99"), 1, "no worker with id 99"),
-    (("frobnicate",), 2, "invalid choice"),
-    (("status", "1"), 2, "arguments are required"),
+    (("frobnicate",), 2, "No such command"),
+    (("status", "1"), 2, "Missing argument"),
 ]
 
 
