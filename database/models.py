@@ -25,6 +25,17 @@ class WorkerStatus(StrEnum):
     OFFLINE = "offline"
     DRAINING = "draining"
 
+    @property
+    def live(self) -> bool:
+        """True when a worker in this status may be given work (:data:`LIVE_STATUSES`)."""
+        return self in LIVE_STATUSES
+
+
+#: The one definition of a *live* worker: the registry says it answers and takes work.
+#: ``offline`` ones missed their pings; ``draining`` ones take no new work. Everything that
+#: asks "is this worker live?" uses this (the master through ``master_app.service``).
+LIVE_STATUSES: tuple[WorkerStatus, ...] = (WorkerStatus.ACTIVE, WorkerStatus.BUSY)
+
 
 class CircuitState(StrEnum):
     """The master's circuit breaker for one worker, mirrored into the registry."""

@@ -4,6 +4,8 @@ Exceptions::
 
     StoreError                 anything the store could not do
     ├── StoreUnavailable       the backend cannot be reached or is misconfigured
+    │   ├── StoreConfigError   the settings are incomplete (e.g. SUPABASE_URL without its key)
+    │   └── SchemaOutdated     the database lacks tables or columns: apply database/schema.sql
     ├── WorkerNotFound         no worker with that id
     ├── DuplicateWorker        a worker with that URL is registered already
     ├── TaskNotFound           no task with that id
@@ -16,6 +18,7 @@ thread with ``asyncio.to_thread``. Timestamps are timezone-aware UTC.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from database.models import (
@@ -45,6 +48,16 @@ class StoreUnavailable(StoreError):
     """The backend cannot be reached or is misconfigured (names the variable to fix)."""
 
 
+class StoreConfigError(StoreUnavailable):
+    """The store settings are incomplete or contradictory; the message names the variable
+    to set or unset. Never answered by falling back to another backend."""
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The database has no NEXUS Grid schema, or an older one (the original NADG's
+    ``worker_nodes`` only); the message says how to apply ``database/schema.sql``."""
+
+
 class WorkerNotFound(StoreError):
     """No worker with the given id."""
 
@@ -59,6 +72,38 @@ class TaskNotFound(StoreError):
 
 class SubtaskNotFound(StoreError):
     """No subtask with the given id."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptWrite:
+    """One attempt to record in a batch: ``subtask_id`` was sent to ``worker_id``."""
+
+    subtask_id: str
+    worker_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeWrite:
+    """One outcome to record in a batch (the arguments of :meth:`JobStore.record_result`)."""
+
+    subtask_id: str
+    status: SubtaskStatus
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    worker_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWritten:
+    """What one :meth:`JobStore.write_batch` call did, item by item, in the order given.
+
+    ``attempts[i]`` is the attempt count after the i-th attempt (as :meth:`record_attempt`
+    returns); ``recorded[i]`` is True when the i-th outcome was recorded (as
+    :meth:`record_result` returns: False when the subtask already had a completed result).
+    """
+
+    attempts: list[int] = field(default_factory=list)
+    recorded: list[bool] = field(default_factory=list)
 
 
 def status_after_ping(current: WorkerStatus, ok: bool, consecutive_failures: int) -> WorkerStatus:
@@ -148,6 +193,12 @@ class Registry(Protocol):
         """Count one subtask outcome on a worker (``total_tasks`` grows on success)."""
         ...
 
+    def record_dispatches(self, worker_id: int, *, ok: int, failed: int = 0,
+                          latency_ms: float | None = None) -> None:
+        """Count ``ok`` + ``failed`` subtask outcomes on a worker in one write (a batch of
+        :meth:`record_dispatch`: ``total_tasks`` grows by ``ok``)."""
+        ...
+
     def set_circuit_state(self, worker_id: int, state: CircuitState) -> None:
         """Mirror the master's circuit breaker state for a worker."""
         ...
@@ -203,6 +254,52 @@ class JobStore(Protocol):
         is ignored and returns False. A failed/cancelled outcome can be overwritten by a
         later completed one (a retry that succeeded). Returns True when recorded.
         """
+        ...
+
+    def write_batch(
+        self, attempts: Sequence[AttemptWrite], outcomes: Sequence[OutcomeWrite]
+    ) -> BatchWritten:
+        """Record many attempts and then many outcomes in ONE transaction (one round trip
+        where the backend allows): the group commit of the job runner.
+
+        Each item means exactly what :meth:`record_attempt` / :meth:`record_result` would,
+        applied in the order given (attempts first): the first completed result of a
+        subtask wins, also against another completed one in the same batch. All or
+        nothing: an unknown subtask id raises SubtaskNotFound and nothing is written.
+        """
+        ...
+
+    def cancel_unfinished_subtasks(self, task_id: str, reason: str = "cancelled") -> int:
+        """Mark every pending or running subtask of a task cancelled, in one statement;
+        returns how many. Completed and failed subtasks keep their outcome. A ``reason``
+        other than ``"cancelled"`` is written to ``error`` (with ``finished_at``); the
+        plain one is not (the status says it, and the narrower write is quicker)."""
+        ...
+
+    def subtask_window(
+        self,
+        task_id: str,
+        *,
+        after_idx: int = -1,
+        limit: int = 1000,
+        statuses: Iterable[SubtaskStatus] | None = None,
+    ) -> list[SubtaskRecord]:
+        """At most ``limit`` subtasks of a task with ``idx > after_idx`` (in ``statuses``,
+        or any), ordered by idx: read a large task window by window, never whole."""
+        ...
+
+    def subtask_counts_by_worker(self, task_id: str) -> dict[int | None, dict[SubtaskStatus, int]]:
+        """Per worker (None: not sent yet), how many of a task's subtasks are in each
+        status; one aggregate query. Raises TaskNotFound."""
+        ...
+
+    def get_task_record(self, task_id: str) -> TaskRecord:
+        """A task's row alone, without its subtasks; raises TaskNotFound."""
+        ...
+
+    def subtask_counts(self, task_id: str) -> dict[SubtaskStatus, int]:
+        """How many subtasks of a task are in each status (statuses with none left out);
+        one aggregate query, never the rows. Raises TaskNotFound."""
         ...
 
     def reset_unfinished_subtasks(self, task_id: str) -> int:
@@ -266,11 +363,16 @@ class Store(Registry, JobStore, ModelStore, Protocol):
 
 __all__ = [
     "OFFLINE_AFTER_FAILURES",
+    "AttemptWrite",
+    "BatchWritten",
+    "OutcomeWrite",
     "DuplicateWorker",
     "JobStore",
     "ModelStore",
     "Registry",
+    "SchemaOutdated",
     "Store",
+    "StoreConfigError",
     "StoreError",
     "StoreUnavailable",
     "SubtaskNotFound",

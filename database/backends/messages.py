@@ -34,3 +34,16 @@ def unknown_deployment_target(model_id: str, worker_id: int) -> str:
     """A deployment names a model or a worker that is not registered."""
     return (f"cannot record deployment of model {model_id} on worker {worker_id}: the model"
             " or the worker is not registered")
+
+
+def schema_outdated(where: str, detail: str, *, hint: str = "") -> str:
+    """The database lacks tables or columns of the schema (SchemaOutdated).
+
+    ``where`` names the database, ``detail`` what is missing (the server's own words),
+    ``hint`` an extra way out that only one backend has.
+    """
+    return (f"{where} lacks part of the NEXUS Grid schema ({detail}): its schema is missing"
+            " or older than this release (an original NADG project has only worker_nodes);"
+            " run database/schema.sql once, pasted into the Supabase SQL editor or with"
+            " `psql \"$DATABASE_URL\" -f database/schema.sql`; it upgrades an original"
+            " worker_nodes table in place and keeps its rows" + (f"; {hint}" if hint else ""))

@@ -2,7 +2,10 @@
 
 A Supabase connection string works unchanged: ``sslmode`` in the URL is honoured, and
 prepared statements are off (``prepare_threshold=None``) so the transaction pooler on port
-6543 works too. ``schema.sql`` is applied on open under an advisory lock (idempotent).
+6543 works too. The schema (:func:`database.schema.render`, the text of
+``database/schema.sql``) is applied on open under an advisory lock (idempotent); a user
+that may not change the tables opens a schema that is already current, and gets
+:class:`~database.store.SchemaOutdated` naming ``database/schema.sql`` otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import psycopg
@@ -22,9 +24,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from database.backends.common import dumps
+from database.backends.messages import schema_outdated
 from database.backends.sql_base import ForeignKeyViolation, UniqueViolation
 from database.backends.sql_common import SqlStore
-from database.store import StoreError, StoreUnavailable
+from database.schema import missing_columns, render, required_columns
+from database.store import SchemaOutdated, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +36,13 @@ logger = logging.getLogger(__name__)
 SCHEMA_LOCK_KEY = 7_312_001
 
 
+#: Said when the schema is missing or old on a database the store could not upgrade.
+OWNER_HINT = "or open the store once as the owner of the tables, which applies it by itself"
+
+
 def postgres_schema() -> str:
-    """The text of ``database/schema.sql``."""
-    return resources.files("database").joinpath("schema.sql").read_text("utf-8")
+    """The Postgres DDL (the same text as ``database/schema.sql``)."""
+    return render("postgres")
 
 
 def describe_dsn(dsn: str) -> str:
@@ -80,7 +88,8 @@ class PostgresStore(SqlStore):
             with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s)),
                                  prepare_threshold=None) as conn:
                 if apply_schema:
-                    _apply_schema(conn)
+                    _apply_schema(conn, self._where)
+                _check_schema(conn, self._where)
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"cannot reach Postgres at {self._where}: {_first_line(exc)}; check DATABASE_URL"
@@ -116,6 +125,9 @@ class PostgresStore(SqlStore):
             raise ForeignKeyViolation(_first_line(exc)) from exc
         except errors.IntegrityError as exc:
             raise StoreError(f"the database refused the change: {_first_line(exc)}") from exc
+        except (errors.UndefinedColumn, errors.UndefinedTable) as exc:  # 42703, 42P01
+            raise SchemaOutdated(schema_outdated(f"Postgres at {self._where}", _first_line(exc),
+                                                 hint=OWNER_HINT)) from exc
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise StoreUnavailable(
                 f"lost Postgres at {self._where}: {_first_line(exc)}; check DATABASE_URL"
@@ -135,11 +147,48 @@ class PostgresStore(SqlStore):
         self._pool.close()
 
 
-def _apply_schema(conn: psycopg.Connection[Any]) -> None:
-    """Run schema.sql (idempotent) under an advisory lock, in one transaction."""
+def _apply_schema(conn: psycopg.Connection[Any], where: str) -> None:
+    """Run the schema (idempotent) under an advisory lock, in one transaction.
+
+    A user without the right to change the tables (not their owner) cannot upgrade them:
+    that is logged and the schema is then checked as it stands (:func:`_check_schema`).
+    """
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            conn.execute(postgres_schema().encode())
+    except errors.InsufficientPrivilege as exc:
+        logger.warning("could not apply the schema at %s as this user (%s); using the tables"
+                       " as they are", where, _first_line(exc))
+
+
+def _check_schema(conn: psycopg.Connection[Any], where: str) -> None:
+    """Raise SchemaOutdated unless every table and column the store uses exists."""
+    found: dict[str, set[str]] = {}
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        conn.execute(postgres_schema().encode())
+        for table, column in conn.execute(
+                "SELECT t.name, a.attname FROM unnest(%s::text[]) AS t(name)"
+                " JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)"
+                " WHERE a.attnum > 0 AND NOT a.attisdropped",
+                (list(required_columns()),)).fetchall():
+            found.setdefault(table, set()).add(column)
+    missing = missing_columns(found)
+    if missing:
+        raise SchemaOutdated(schema_outdated(f"Postgres at {where}", _describe(missing),
+                                             hint=OWNER_HINT))
+
+
+def _describe(missing: list[str], shown: int = 4) -> str:
+    """``no table a, b; no column t.x, t.y and 3 more`` from :func:`missing_columns`."""
+    tables = [m for m in missing if "." not in m]
+    columns = [m for m in missing if "." in m]
+    parts = []
+    if tables:
+        parts.append("no table " + ", ".join(tables))
+    if columns:
+        more = f" and {len(columns) - shown} more" if len(columns) > shown else ""
+        parts.append("no column " + ", ".join(columns[:shown]) + more)
+    return "; ".join(parts)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,9 +1,10 @@
 """The Store implemented once in SQL, shared by the SQLite and Postgres backends.
 
-:class:`SqlStore` composes three mixins, one per part of the Store protocol:
+:class:`SqlStore` composes four mixins, one per part of the Store protocol:
 
 * :mod:`database.backends.sql_workers` -- the worker registry (:class:`SqlWorkers`);
 * :mod:`database.backends.sql_jobs` -- tasks and subtasks (:class:`SqlJobs`);
+* :mod:`database.backends.sql_batch` -- batch writes, windows, counts (:class:`SqlBatch`);
 * :mod:`database.backends.sql_models` -- models and deployments (:class:`SqlModels`).
 
 All of them stand on :class:`database.backends.sql_base.SqlBase`: a backend subclass
@@ -22,6 +23,7 @@ from database.backends.sql_base import (
     UniqueViolation,
     in_list,
 )
+from database.backends.sql_batch import SqlBatch
 from database.backends.sql_jobs import UNFINISHED_TASK, SqlJobs
 from database.backends.sql_models import SqlModels
 from database.backends.sql_workers import SqlWorkers
@@ -32,6 +34,7 @@ __all__ = [
     "ForeignKeyViolation",
     "Query",
     "SqlBase",
+    "SqlBatch",
     "SqlJobs",
     "SqlModels",
     "SqlStore",
@@ -44,7 +47,7 @@ __all__ = [
 ]
 
 
-class SqlStore(SqlWorkers, SqlJobs, SqlModels):
+class SqlStore(SqlWorkers, SqlJobs, SqlBatch, SqlModels):
     """Every Store method, in SQL; subclasses bind it to a driver."""
 
     def __enter__(self) -> SqlStore:

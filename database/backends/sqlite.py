@@ -2,7 +2,8 @@
 
 WAL mode and a busy timeout let the master, the heartbeat and a worker's self-registration
 write at once; every transaction starts with ``BEGIN IMMEDIATE`` so read-modify-write
-sequences (a ping) are serialised. One connection per thread.
+sequences (a ping) are serialised. One connection per thread. The file is 0600 in a 0700
+folder (:mod:`database.backends.sqlite_files`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from database.backends.common import dumps
 from database.backends.sql_base import ForeignKeyViolation, UniqueViolation
 from database.backends.sql_common import SqlStore
+from database.backends.sqlite_files import secure_registry_path
+from database.schema import render
 from database.store import StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -29,8 +31,8 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def sqlite_schema() -> str:
-    """The SQLite DDL (kept in sync with schema.sql)."""
-    return resources.files("database").joinpath("schema_sqlite.sql").read_text("utf-8")
+    """The SQLite DDL, rendered from the one schema definition (database.schema)."""
+    return render("sqlite")
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -94,7 +96,7 @@ class SqliteStore(SqlStore):
         self._lock = threading.Lock()
         self._closed = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            secure_registry_path(self.path)  # 0600 in 0700: it holds every task's inputs
             conn = self._conn()
             conn.executescript(sqlite_schema())
         except (OSError, sqlite3.Error) as exc:

@@ -11,9 +11,12 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import ClientOptions, create_client
 
-from database.store import StoreError, StoreUnavailable
+from database.backends.messages import schema_outdated
+from database.schema import required_columns
+from database.store import SchemaOutdated, StoreError, StoreUnavailable
 
-#: PostgREST's default ``max-rows``: the most rows one request returns.
+#: Rows asked for per request: PostgREST's default ``max-rows``. A project may set a
+#: lower cap; pages are read until one comes back empty, so that never loses rows.
 PAGE = 1000
 #: Compare-and-swap attempts before giving up on a contended row.
 CAS_ATTEMPTS = 50
@@ -32,6 +35,12 @@ class ApiFailure(StoreError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"Supabase refused the request ({code}): {message}")
         self.code, self.message = code, message
+
+
+#: PostgREST codes and SQLSTATEs meaning a table, column or function of the schema is not
+#: there: no table (PGRST205, 42P01), no function (PGRST202, 42883), no column (PGRST204 on
+#: a write, 42703 on a read or filter).
+SCHEMA_CODES = frozenset({"PGRST205", "42P01", "PGRST202", "42883", "PGRST204", "42703"})
 
 
 def _down(code: str) -> bool:
@@ -63,9 +72,11 @@ class SupabaseBase:
                 f"cannot create a Supabase client for {url}: {exc}; check SUPABASE_URL and"
                 " SUPABASE_SERVICE_KEY"
             ) from exc
-        # the probe fails fast: no transient-error retries (those sleep 1, 2, 4 s...)
+        # the probe fails fast: no transient-error retries (those sleep 1, 2, 4 s...); it
+        # names every worker_nodes column, so the original NADG table is caught here
+        probe = ",".join(required_columns()["worker_nodes"])
         try:
-            self._call(lambda: self._t("worker_nodes").select("id").limit(1).retry(False)
+            self._call(lambda: self._t("worker_nodes").select(probe).limit(1).retry(False)
                        .execute())
         except ApiFailure as exc:  # e.g. a 404 page: SUPABASE_URL is not a Supabase project
             raise StoreUnavailable(
@@ -90,11 +101,9 @@ class SupabaseBase:
                 raise StoreUnavailable(
                     f"Supabase refused the key: {message}; check SUPABASE_SERVICE_KEY"
                 ) from exc
-            if code in ("PGRST205", "42P01", "PGRST202", "42883"):
-                raise StoreUnavailable(
-                    f"the Supabase project lacks the NADG schema ({message}); run"
-                    " database/schema.sql in the Supabase SQL editor"
-                ) from exc
+            if code in SCHEMA_CODES:
+                raise SchemaOutdated(schema_outdated(
+                    f"the Supabase project at {self._url}", f"{code}: {message}")) from exc
             if _down(code):
                 raise StoreUnavailable(
                     f"Supabase at {self._url} is not answering ({code}: {message}); a free"
@@ -109,15 +118,19 @@ class SupabaseBase:
 
     def _all(self, build: Callable[[], Any], *, start: int = 0,
              limit: int | None = None) -> list[Row]:
-        """Every row of an ordered query, page by page with ``.range()``."""
+        """Every row of an ordered query (at most ``limit``), page by page with ``.range()``.
+
+        A page shorter than asked for does not mean the end: a project whose ``max-rows``
+        is below :data:`PAGE` answers every page short. Only an empty page ends the read.
+        """
         out: list[Row] = []
         while limit is None or len(out) < limit:
             want = PAGE if limit is None else min(PAGE, limit - len(out))
             lo = start + len(out)
             page = self._data(build().range(lo, lo + want - 1).execute)
-            out.extend(page)
-            if len(page) < want:
+            if not page:
                 break
+            out.extend(page)
         return out
 
     def _cas(self, table: str, key: str, key_value: Any, read: Callable[[], Row],

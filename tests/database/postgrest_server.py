@@ -11,7 +11,9 @@ Covered (PostgREST v12 behaviour, as supabase-py/postgrest-py sends it):
   renames, no casts); filters ``col=op.value`` with ops ``eq, neq, lt, lte, gt, gte, in
   (a,b,"c"), is (null|true|false)``; ``order=col[.asc|.desc][.nullsfirst|.nullslast],...``;
   ``limit`` and ``offset`` query parameters and the ``Range: a-b`` header; a hard cap of
-  ``max_rows`` (1,000) rows per response, like Supabase's default; ``Content-Range:
+  ``max_rows`` rows per response (1,000 by default, like Supabase's; set it with
+  ``create_app(max_rows=...)`` or at run time through ``app.state.max_rows``, as a project
+  owner sets PostgREST's ``max-rows``); ``Content-Range:
   a-b/*`` (or ``/N`` with ``Prefer: count=exact``); ``Accept:
   application/vnd.pgrst.object+json`` for a single object (406 otherwise).
 * ``POST`` (insert): a JSON object or array; ``Prefer: return=representation|minimal``
@@ -37,6 +39,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +56,9 @@ MAX_ROWS = 1000
 RESERVED = {"select", "order", "limit", "offset", "on_conflict", "columns"}
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+#: The database role a request runs as: None (the connection's own user, as the service
+#: key bypasses RLS) or the anon role for a request with the anon key.
+_ROLE: ContextVar[str | None] = ContextVar("_ROLE", default=None)
 
 
 class ApiError(Exception):
@@ -89,6 +95,9 @@ class _Db:
     @contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
         with self.pool.connection() as conn, conn.transaction():
+            role = _ROLE.get()
+            if role is not None:  # like PostgREST: SET LOCAL ROLE to the key's role
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
             yield conn
 
     def columns(self, conn: psycopg.Connection[Any], table: str) -> dict[str, str]:
@@ -170,7 +179,7 @@ def _order(request: Request, cols: dict[str, str]) -> sql.Composable:
     return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(parts)
 
 
-def _window(request: Request) -> tuple[int, int | None]:
+def _window(request: Request, cap: int) -> tuple[int, int]:
     offset = int(request.query_params.get("offset", 0))
     limit: int | None = None
     if "limit" in request.query_params:
@@ -181,7 +190,7 @@ def _window(request: Request) -> tuple[int, int | None]:
         offset = int(start)
         if end:
             limit = int(end) - offset + 1
-    limit = MAX_ROWS if limit is None else min(limit, MAX_ROWS)
+    limit = cap if limit is None else min(limit, cap)
     return offset, limit
 
 
@@ -200,23 +209,34 @@ def _answer(request: Request, rows: list[Any], status: int, content_range: str) 
     return JSONResponse(rows, status_code=status, headers=headers)
 
 
-def create_app(dsn: str, *, service_key: str, max_rows: int = MAX_ROWS) -> Starlette:
-    """The PostgREST-speaking ASGI app over the database at ``dsn``."""
+def create_app(dsn: str, *, service_key: str, max_rows: int = MAX_ROWS,
+               anon_key: str | None = None, anon_role: str = "anon") -> Starlette:
+    """The PostgREST-speaking ASGI app over the database at ``dsn``.
+
+    With ``anon_key``, a request carrying it (as ``apikey`` and bearer) runs as
+    ``anon_role`` (``SET LOCAL ROLE``), so grants and RLS decide what it may do, as on
+    Supabase; the service key runs as the DSN's user.
+    """
     db = _Db(dsn)
     stats = Stats()
 
     def guard(request: Request) -> None:
         stats.requests.append((request.method, request.url.path, str(request.query_params)))
-        if (request.headers.get("apikey") != service_key
-                or request.headers.get("authorization") != f"Bearer {service_key}"):
+        key = request.headers.get("apikey")
+        if key is None or request.headers.get("authorization") != f"Bearer {key}":
+            raise ApiError(401, "PGRST301", "missing or wrong API key")
+        if key == service_key:
+            _ROLE.set(None)
+        elif anon_key is not None and key == anon_key:
+            _ROLE.set(anon_role)
+        else:
             raise ApiError(401, "PGRST301", "missing or wrong API key")
 
     def read(request: Request, table: str) -> Response:
         with db.tx() as conn:
             cols = db.columns(conn, table)
             where = _where(request, cols)
-            offset, limit = _window(request)
-            limit = min(limit or max_rows, max_rows)
+            offset, limit = _window(request, int(app.state.max_rows))
             base = sql.SQL("SELECT * FROM {}{}{} LIMIT {} OFFSET {}").format(
                 sql.Identifier(table), where, _order(request, cols), sql.Literal(limit),
                 sql.Literal(offset))
@@ -332,7 +352,7 @@ def create_app(dsn: str, *, service_key: str, max_rows: int = MAX_ROWS) -> Starl
             return _error(exc.status, exc.code, exc.message)
         except psycopg.Error as exc:
             state = exc.sqlstate or "XX000"
-            status = 409 if state in ("23505", "23503") else 400
+            status = {"23505": 409, "23503": 409, "42501": 403, "28000": 403}.get(state, 400)
             return _error(status, state, str(exc).splitlines()[0])
 
     app = Starlette(routes=[
@@ -341,6 +361,7 @@ def create_app(dsn: str, *, service_key: str, max_rows: int = MAX_ROWS) -> Starl
               methods=["GET", "POST", "PATCH", "DELETE"]),
     ], lifespan=_lifespan(db))
     app.state.stats = stats
+    app.state.max_rows = max_rows
     return app
 
 

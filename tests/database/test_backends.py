@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from supabase import create_client
 
-from database import StoreSettings, StoreUnavailable, open_store
+from database import StoreConfigError, StoreSettings, StoreUnavailable, open_store
 from database.backends.postgres import PostgresStore
 from database.backends.sqlite import SqliteStore
 from database.models import WorkerStatus
@@ -42,7 +42,8 @@ def test_backend_choice(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DATABASE_URL", "postgresql://u:secret@db:5432/x")
     assert StoreSettings().backend == "postgres"
     clean_env.setenv("SUPABASE_URL", "https://p.supabase.co")
-    assert StoreSettings().backend == "postgres"  # the key is missing: not Supabase yet
+    with pytest.raises(StoreConfigError, match="SUPABASE_SERVICE_KEY"):
+        StoreSettings().backend  # noqa: B018 - the key is missing: an error, not Postgres
     clean_env.setenv("SUPABASE_SERVICE_KEY", "sb-secret")
     settings = StoreSettings()
     assert settings.backend == "supabase"
@@ -155,8 +156,41 @@ def test_supabase_paginates_past_the_row_cap(
     workers = store.list_workers()
     assert len(workers) == 2100 and [w.id for w in workers] == list(range(1, 2101))
     pages = [q for m, p, q in app.state.stats.requests if p.endswith("/worker_nodes")]
-    assert len(pages) == 3 and all("order=id.asc" in q for q in pages)
-    assert {q.split("offset=")[1].split("&")[0] for q in pages} == {"0", "1000", "2000"}
+    # full, full, short, then the empty page that ends the read
+    assert len(pages) == 4 and all("order=id.asc" in q for q in pages)
+    assert [q.split("offset=")[1].split("&")[0] for q in pages] == ["0", "1000", "2000", "2100"]
+
+
+def test_supabase_reads_everything_under_a_lower_row_cap(
+    supabase_backend: tuple[Any, str], postgrest: tuple[str, Any, str],
+    pg_admin: psycopg.Connection[Any],
+) -> None:
+    # a project whose max-rows is 500 answers every 1,000-row page with 500 rows: a short
+    # page is not the end, only an empty one is
+    store, schema = supabase_backend
+    _url, app, _ = postgrest
+    truncate(pg_admin, schema)
+    with pg_admin.transaction():
+        pg_admin.execute(f"SET LOCAL search_path TO {schema}")
+        pg_admin.execute("INSERT INTO worker_nodes (vm_url, status)"
+                         " SELECT 'http://w:' || g, 'active' FROM generate_series(1, 1500) g")
+        pg_admin.execute("INSERT INTO tasks (id, command, plan, status, subtask_count)"
+                         " SELECT 'cap' || lpad(g::text, 5, '0'), 't', '{}', 'pending', 0"
+                         " FROM generate_series(1, 1200) g ORDER BY g")
+    app.state.max_rows = 500
+    try:
+        app.state.stats.requests.clear()
+        workers = store.list_workers()
+        assert [w.id for w in workers] == list(range(1, 1501))
+        pages = [q for _m, p, q in app.state.stats.requests if p.endswith("/worker_nodes")]
+        assert [q.split("offset=")[1].split("&")[0] for q in pages] == [
+            "0", "500", "1000", "1500"]
+        assert len(store.list_workers([WorkerStatus.ACTIVE])) == 1500
+        assert len(store.list_tasks(limit=1100)) == 1100  # a limit above the cap
+        assert len(store.list_unfinished_tasks()) == 1200
+    finally:
+        app.state.max_rows = 1000
+        truncate(pg_admin, schema)
 
 
 def test_schema_is_idempotent_and_upgrades_an_original_nadg_table(
@@ -280,23 +314,3 @@ def test_sqlite_error_that_ended_the_transaction_is_a_store_error(tmp_path: Path
     assert store.add_worker("http://fine:1").id >= 1  # same thread, same connection
     assert [w.vm_url for w in store.list_workers()] == ["http://fine:1"]
     store.close()
-
-
-def test_sqlite_and_postgres_schemas_stay_in_sync(
-    postgres_backend: tuple[Any, str], pg_admin: psycopg.Connection[Any], tmp_path: Path
-) -> None:
-    _store, schema = postgres_backend
-    pg: dict[str, set[str]] = {}
-    for table, column in pg_admin.execute(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = %s", (schema,)).fetchall():
-        pg.setdefault(table, set()).add(column)
-    sqlite = SqliteStore(tmp_path / "r.db")
-    conn = sqlite._conn()
-    lite = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")}
-            for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                     " AND name NOT LIKE 'sqlite_%'")}
-    sqlite.close()
-    assert lite == pg
-    assert set(lite) == {"worker_nodes", "worker_pings", "tasks", "subtasks", "models",
-                         "model_deployments"}
