@@ -2,8 +2,12 @@
 
 Per operation: ``classify`` → a label (and its score) per row plus label counts;
 ``embed`` → a matrix (saved as ``.npy``) and its dimension per row; ``generate`` → the text
-per row; ``python`` / ``noop`` → one output per subtask. Rows of failed shards stay in the
-table with their error, and :attr:`TaskResult.failures` lists them exactly.
+per row; ``python`` / ``noop`` → one output per subtask; a plan that lists its subtasks →
+one row per subtask (kind, description, output). Rows of failed shards stay in the table
+with their error, and :attr:`TaskResult.failures` lists them exactly.
+
+:func:`values_of` and :func:`texts_of` read the results in order for the reduce step
+(:mod:`master_app.reduce`), whose one merged :class:`Answer` joins the result.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from database.blobs import resolve_records
 from database.models import SubtaskRecord, SubtaskStatus, TaskDetail
 
 logger = logging.getLogger(__name__)
+
+#: ``TaskResult.operation`` of a plan that lists its subtasks.
+SUBTASKS = "subtasks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,32 @@ class FailedPart:
     idx: int
     rows: tuple[int, ...]
     reason: str
+
+
+@dataclass
+class Answer:
+    """The one merged answer of a task, made by its reduce step.
+
+    ``text`` is the answer as text (the joined outputs, the synthesis, the table as CSV,
+    the reducer's result); ``value`` the python reducer's ``RESULT``; ``error`` says why
+    there is no answer (the results table is still there).
+    """
+
+    kind: str
+    text: str | None = None
+    value: Any = None
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the reduce step made an answer."""
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (part of :meth:`TaskResult.summary`)."""
+        return {"kind": self.kind, "text": self.text, "value": self.value,
+                "error": self.error, **({"detail": self.detail} if self.detail else {})}
 
 
 @dataclass
@@ -43,6 +77,10 @@ class TaskResult:
     failures: list[FailedPart] = field(default_factory=list)
     label_counts: dict[str, int] | None = None
     matrix: np.ndarray | None = None
+    answer: Answer | None = None
+    #: Each subtask's value as the worker sent it (python/noop/listed subtasks), free of
+    #: the table's dtype changes (an int column with a gap turns float in pandas).
+    outputs: list[Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly summary (what ``--json`` prints)."""
@@ -55,6 +93,8 @@ class TaskResult:
             out["label_counts"] = self.label_counts
         if self.matrix is not None:
             out["matrix_shape"] = list(self.matrix.shape)
+        if self.answer is not None:
+            out["answer"] = self.answer.as_dict()
         return out
 
     def save(self, path: str | Path) -> list[Path]:
@@ -98,8 +138,9 @@ def _output(sub: SubtaskRecord) -> dict[str, Any] | None:
 
 def aggregate(detail: TaskDetail) -> TaskResult:
     """Merge the stored results of a task (in ``idx`` order) into a :class:`TaskResult`."""
-    operation = str(detail.task.plan.get("operation", ""))
-    subs = sorted(detail.subtasks, key=lambda s: s.idx)
+    operation = str(detail.task.plan.get("operation") or SUBTASKS)
+    # outputs kept in the object store are read back (and their sha256 checked) first
+    subs = resolve_records(sorted(detail.subtasks, key=lambda s: s.idx))
     failures = [FailedPart(s.idx, tuple(s.payload.get("rows", [s.idx])),
                            s.error or s.status.value)
                 for s in subs if s.status is not SubtaskStatus.COMPLETED]
@@ -107,6 +148,8 @@ def aggregate(detail: TaskDetail) -> TaskResult:
                         status=detail.task.status.value, table=pd.DataFrame(), failures=failures)
     if operation in ("classify", "embed", "generate"):
         _per_row(result, subs, operation)
+    elif operation == SUBTASKS:
+        _per_step(result, subs, detail.task.plan.get("subtasks") or [])
     else:
         _per_subtask(result, subs)
     return result
@@ -117,7 +160,8 @@ def _per_row(result: TaskResult, subs: list[SubtaskRecord], operation: str) -> N
     vectors: dict[int, list[float]] = {}
     dim = 0
     for sub in subs:
-        texts = sub.payload.get("texts") or sub.payload.get("prompts") or []
+        texts = (sub.payload.get("row_texts") or sub.payload.get("texts")
+                 or sub.payload.get("prompts") or [])
         indices = sub.payload.get("rows") or list(range(len(texts)))
         output = _output(sub)
         for j, row in enumerate(indices):
@@ -156,10 +200,12 @@ def _per_row(result: TaskResult, subs: list[SubtaskRecord], operation: str) -> N
 
 def _per_subtask(result: TaskResult, subs: list[SubtaskRecord]) -> None:
     rows = []
+    raw: list[Any] = []
     for sub in subs:
         output = _output(sub)
         entry: dict[str, Any] = {"idx": sub.idx, "input": sub.payload.get(
             "input", sub.payload.get("echo"))}
+        raw.append(None if output is None else _step_output(sub.kind, output))
         if output is None:
             entry.update(output=None, error=sub.error or sub.status.value)
         elif "result" in output or "exit_code" in output:
@@ -170,3 +216,89 @@ def _per_subtask(result: TaskResult, subs: list[SubtaskRecord]) -> None:
             entry.update(output=output.get("echo", output), error=None)
         rows.append(entry)
     result.table = pd.DataFrame(rows)
+    result.outputs = raw
+
+
+def _step_output(kind: str, output: dict[str, Any]) -> Any:
+    """The one value a subtask of ``kind`` produced."""
+    if kind == "python":
+        if output.get("exit_code"):
+            return None
+        result = output.get("result")
+        return result if result is not None else output.get("stdout")
+    if kind == "generate":
+        completions = output.get("completions") or [None]
+        return completions[0]
+    if kind == "classify":
+        return output.get("labels")
+    if kind == "embed":
+        vectors = output.get("embeddings") or []
+        return f"{len(vectors)} vectors of {len(vectors[0]) if vectors else 0} dimensions"
+    return output.get("echo", output)
+
+
+def _per_step(result: TaskResult, subs: list[SubtaskRecord], steps: list[Any]) -> None:
+    rows = []
+    raw: list[Any] = []
+    for sub in subs:
+        step = steps[sub.idx] if sub.idx < len(steps) and isinstance(steps[sub.idx], dict) else {}
+        output = _output(sub)
+        entry: dict[str, Any] = {"idx": sub.idx, "kind": sub.kind,
+                                 "description": step.get("description", "")}
+        if output is None:
+            raw.append(None)
+            entry.update(output=None, error=sub.error or sub.status.value)
+        else:
+            failed = sub.kind == "python" and output.get("exit_code")
+            raw.append(_step_output(sub.kind, output))
+            entry.update(output=raw[-1],
+                         error=(output.get("stderr") or f"exit code {output.get('exit_code')}")
+                         if failed else None)
+        rows.append(entry)
+    result.table = pd.DataFrame(rows, columns=["idx", "kind", "description", "output", "error"])
+    result.outputs = raw
+
+
+def values_of(result: TaskResult) -> list[Any]:
+    """Each row's or subtask's result, in order (``None`` where it failed).
+
+    A python result is its ``RESULT`` (its stdout when it set none); generate, its
+    completion; classify, its label; embed, its dimension.
+    """
+    if result.outputs is not None:
+        return [_plain(v) for v in result.outputs]
+    table = result.table
+    if table.empty:
+        return []
+    column = "label" if result.operation == "classify" else (
+        "dim" if result.operation == "embed" else "output")
+    if column not in table.columns:
+        return [None] * len(table)
+    values = [None if _missing(v) else v for v in table[column].astype(object).tolist()]
+    if "stdout" in table.columns:
+        stdouts = table["stdout"].astype(object).tolist()
+        values = [s if v is None and isinstance(s, str) and s else v
+                  for v, s in zip(values, stdouts, strict=True)]
+    return [_plain(v) for v in values]
+
+
+def texts_of(result: TaskResult) -> list[str]:
+    """:func:`values_of` as text, failed parts left out (what concat and synthesis use)."""
+    out = []
+    for value in values_of(result):
+        if value is None:
+            continue
+        out.append(value.strip() if isinstance(value, str)
+                   else json.dumps(value, default=str, ensure_ascii=False))
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values (JSON-serialisable for a reducer's INPUT)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -3,14 +3,21 @@
 Each worker starts exactly like the container (``python -m uvicorn worker_node.main:app
 --host 127.0.0.1 --port P`` with ``NADG_AUTH_TOKEN`` and ``WORKER_ID``); the grid waits for
 ``/health``, registers the workers, and on exit stops them (SIGTERM, then SIGKILL) and
-marks them offline. Used by ``--local N``, ``scripts/grid.py`` and the tests.
+marks them offline. Workers die with the process that started them even when it is killed
+with SIGKILL (``PR_SET_PDEATHSIG`` on Linux, see :func:`die_with_parent`), and
+:meth:`LocalGrid.respawn` restarts one on its old port (the watchdog of
+:mod:`master_app.worker_watchdog` uses it). Used by ``--local N`` (through
+:func:`master_app.service.stores.store_for_run`), ``scripts/grid.py`` and the tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import logging
 import os
-import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,8 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +33,18 @@ import httpx
 
 from database.models import WorkerNode, WorkerStatus
 from database.store import Store, StoreError
-from master_app.settings import MasterSettings
+from nexus_ops.health import probe_sync
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Linux ``prctl`` option: the signal a process gets when its parent thread dies.
+PR_SET_PDEATHSIG = 1
+#: Seconds uvicorn gives in-flight requests when a worker is told to stop.
+GRACEFUL_S = 3
+#: The file in a throwaway registry's folder naming the process that owns it.
+OWNER_FILE = "owner.json"
 
 
 class GridError(RuntimeError):
@@ -85,6 +98,30 @@ class LocalWorker:
             self.kill()
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child get ``sig`` when its parent dies (even by
+    SIGKILL), and exit at once if the parent is already gone.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere it does nothing. The kernel ties
+    the signal to the *thread* that forked the child, so spawn from a thread that lives as
+    long as the workers should (the main thread, or the watchdog's).
+    """
+    parent = os.getpid()
+    try:
+        libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+        prctl = getattr(libc, "prctl", None)
+    except OSError:
+        prctl = None
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 class LocalGrid:
     """Start ``n`` workers, register them in ``store``; a context manager."""
 
@@ -122,8 +159,8 @@ class LocalGrid:
         """The registry records of the started workers."""
         return [w.node for w in self.workers if w.node is not None]
 
-    def _spawn(self, i: int) -> LocalWorker:
-        port = free_port()
+    def _spawn(self, i: int, port: int | None = None) -> LocalWorker:
+        port = port or free_port()
         worker_id = f"{self.name_prefix}-{i + 1}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NADG_AUTH_TOKEN": self.token,
                "WORKER_ID": worker_id, "PORT": str(port), "NADG_REGISTER": "0",
@@ -131,9 +168,50 @@ class LocalGrid:
         out = subprocess.DEVNULL if self.quiet else None
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "worker_node.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=REPO_ROOT, env=env, start_new_session=True, stdout=out, stderr=out)
+             "--port", str(port), "--log-level", "warning",
+             "--timeout-graceful-shutdown", str(GRACEFUL_S)],
+            cwd=REPO_ROOT, env=env, start_new_session=True, stdout=out, stderr=out,
+            preexec_fn=die_with_parent())
         return LocalWorker(worker_id, port, proc)
+
+    def relaunch(self, index: int) -> LocalWorker:
+        """Start worker ``index`` again on its old port (stopping what is left of it).
+
+        Returns at once; the new process keeps the old registry record (same URL), so a
+        master sees the worker come back. Call :meth:`mark_active` once it answers.
+        """
+        old = self.workers[index]
+        old.stop()
+        worker = self._spawn(index, old.port)
+        worker.node = old.node
+        self.workers[index] = worker
+        return worker
+
+    def mark_active(self, index: int) -> None:
+        """Record in the registry that worker ``index`` serves again."""
+        worker = self.workers[index]
+        if worker.node is None:
+            return
+        try:
+            worker.node = self.store.set_worker_status(worker.node.id, WorkerStatus.ACTIVE)
+        except StoreError:
+            logger.warning("could not mark worker %s active again", worker.worker_id)
+
+    def respawn(self, index: int, timeout_s: float | None = None) -> LocalWorker:
+        """:meth:`relaunch`, wait for ``/health``, :meth:`mark_active`; blocking.
+
+        Raises :class:`GridError` if it does not answer in time (it is stopped then).
+        """
+        worker = self.relaunch(index)
+        deadline = time.monotonic() + (timeout_s or self.startup_timeout_s)
+        try:
+            with httpx.Client(timeout=2.0) as http:
+                self._wait_healthy(http, worker, deadline)
+        except BaseException:
+            worker.stop()
+            raise
+        self.mark_active(index)
+        return worker
 
     def start(self) -> LocalGrid:
         """Start every worker (in parallel), wait for health, register them."""
@@ -168,11 +246,8 @@ class LocalGrid:
                 raise GridError(f"worker {worker.worker_id} exited with {worker.proc.returncode}"
                                 " while starting; run it by hand to see why: python -m uvicorn"
                                 " worker_node.main:app")
-            try:
-                if http.get(worker.url + "/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if probe_sync(http, worker.url, timeout_s=5.0).ok:
+                return
             time.sleep(0.1)  # not cancel.wait(): a signal handler sets cancel
         raise GridError(f"worker {worker.worker_id} on {worker.url} did not answer /health in "
                         "time")
@@ -198,34 +273,76 @@ class LocalGrid:
         self.stop()
 
 
-def store_for_run(local: int, settings: MasterSettings, stack: ExitStack, *,
-                  prefix: str = "nadg-local-") -> Store:
-    """The store a CLI run uses: the configured registry, or with ``local`` > 0 a throwaway
-    SQLite registry holding only ``local`` workers started here (all closed by ``stack``).
+def claim_throwaway(folder: Path, prefix: str) -> None:
+    """Mark ``folder`` (a throwaway registry's) as ours and remove those of dead runs.
 
-    For a local grid, ``settings.auth_token`` is set to a random token unless one is set.
+    A run killed with SIGKILL cannot delete its ``TemporaryDirectory``: its registry, with
+    an unfinished task no other registry knows, stays in the temp folder. Its workers are
+    gone with it (:func:`die_with_parent`), so nothing can resume that task; each such
+    folder is logged (naming its unfinished tasks) and removed.
     """
-    if not local:
-        from database.config import open_store
+    (folder / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "boot": _boot_id()}))
+    sweep_throwaways(prefix, keep=folder)
 
-        store = open_store()
-        stack.callback(store.close)
-        return store
-    from database.backends.sqlite import SqliteStore
 
-    settings.auth_token = settings.auth_token or secrets.token_urlsafe(24)
-    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix))
-    throwaway: Store = SqliteStore(Path(tmp) / "registry.db")
-    stack.callback(throwaway.close)
-    sys.stderr.write(f"starting {local} local worker(s)...\n")
-    cancel = threading.Event()
-    in_main = threading.current_thread() is threading.main_thread()
-    # While workers start, Ctrl-C sets ``cancel`` instead of raising KeyboardInterrupt,
-    # which could land inside Popen and leave a worker running (GridCancelled instead).
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set()) if in_main else None
+def sweep_throwaways(prefix: str, *, keep: Path | None = None,
+                     root: Path | None = None) -> list[Path]:
+    """Remove throwaway registries named ``prefix*`` whose owner process is gone."""
+    removed = []
+    for folder in sorted((root or Path(tempfile.gettempdir())).glob(prefix + "*")):
+        if not folder.is_dir() or (keep is not None and folder == keep):
+            continue
+        if _owner_alive(folder / OWNER_FILE):
+            continue
+        unfinished = _unfinished_tasks(folder / "registry.db")
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+        logger.warning("removed %s, the registry of a killed local run%s", folder,
+                       f" (its unfinished task(s) {', '.join(unfinished)} cannot be resumed: "
+                       "their workers died with it)" if unfinished else "")
+    return removed
+
+
+def _boot_id() -> str:
     try:
-        stack.enter_context(LocalGrid(local, throwaway, settings.auth_token, cancel=cancel))
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
-    return throwaway
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _owner_alive(owner: Path) -> bool:
+    """True while the process named in ``owner`` runs (or the file is being written)."""
+    try:
+        info = json.loads(owner.read_text())
+        pid, boot = int(info["pid"]), str(info.get("boot", ""))
+    except FileNotFoundError:
+        # No owner file: an older run's folder, or one being created this very moment.
+        try:
+            return time.time() - owner.parent.stat().st_mtime < 60
+        except OSError:
+            return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if boot and boot != _boot_id():
+        return False  # written before the machine rebooted
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _unfinished_tasks(db: Path) -> list[str]:
+    if not db.is_file():
+        return []
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT id FROM tasks WHERE status NOT IN "
+                                "('completed', 'failed', 'cancelled')").fetchall()
+    except sqlite3.Error:
+        return []
+    return [str(r[0]) for r in rows]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker_node.protocol import MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from nexus_common.protocol import MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from nexus_common.signing import check_secret
 
 
 class MasterSettings(BaseSettings):
@@ -31,6 +32,30 @@ class MasterSettings(BaseSettings):
     )
 
     auth_token: str | None = Field(default=None, validation_alias="NADG_AUTH_TOKEN")
+
+    @field_validator("auth_token")
+    @classmethod
+    def _strong_secret(cls, value: str | None) -> str | None:
+        """A grid secret under 32 bytes is refused at start, with how to make one."""
+        if value:
+            check_secret(value)
+        return value
+
+    # The Streamlit master's login (master_app/ui/auth_config.py says how they combine).
+    ui_password: SecretStr | None = Field(default=None, validation_alias="NADG_UI_PASSWORD")
+    ui_password_hash: SecretStr | None = Field(default=None,
+                                               validation_alias="NADG_UI_PASSWORD_HASH")
+    ui_viewer_password: SecretStr | None = Field(default=None,
+                                                 validation_alias="NADG_UI_VIEWER_PASSWORD")
+    ui_viewer_password_hash: SecretStr | None = Field(
+        default=None, validation_alias="NADG_UI_VIEWER_PASSWORD_HASH")
+    ui_operators: str = Field(default="", validation_alias="NADG_UI_OPERATORS")
+    ui_viewers: str = Field(default="", validation_alias="NADG_UI_VIEWERS")
+    ui_address: str | None = Field(default=None, validation_alias="NADG_UI_ADDRESS")
+    ui_login_free_failures: int = Field(default=5, ge=1, le=100,
+                                        validation_alias="NADG_UI_LOGIN_FAILURES")
+    ui_login_lockout_s: float = Field(default=30.0, gt=0, le=86_400,
+                                      validation_alias="NADG_UI_LOGIN_LOCKOUT_S")
 
     # Data intake.
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0,
@@ -57,6 +82,10 @@ class MasterSettings(BaseSettings):
     task_deadline_s: float | None = Field(default=None, gt=0,
                                           validation_alias="NADG_TASK_DEADLINE_S")
     max_connections: int = Field(default=100, ge=1, validation_alias="NADG_MAX_CONNECTIONS")
+    task_lease_s: float = Field(default=30.0, ge=1.0, le=3600.0,
+                                validation_alias="NADG_TASK_LEASE_S",
+                                description="a master holds a running task this long, renewed"
+                                            " while it runs; another master adopts it after")
 
 
 @lru_cache(maxsize=1)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from worker_node.protocol import ModelSpec, TrainData, TrainHyper
-from worker_node.training.families import init_weights
-from worker_node.training.local import train_local
-from worker_node.training.tensors import Tensors
+from nexus_common.protocol import ModelSpec, TrainData, TrainHyper
+from nexus_common.training.families import init_weights
+from nexus_common.training.local import train_local
+from nexus_common.training.tensors import Tensors
 
 
 def train_centralised(spec: ModelSpec, data: TrainData, hyper: TrainHyper, passes: float,

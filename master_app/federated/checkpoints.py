@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker_node.training.codec import CodecError, from_bytes, sha256_hex, to_bytes
-from worker_node.training.tensors import Tensors
+from nexus_common.training.codec import CodecError, from_bytes, sha256_hex, to_bytes
+from nexus_common.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 

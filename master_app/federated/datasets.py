@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker_node.protocol import TrainData
+from nexus_common.protocol import TrainData
 
 
 @dataclass(frozen=True)

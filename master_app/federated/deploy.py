@@ -24,8 +24,8 @@ from database.models import ModelRecord, WorkerNode
 from database.store import ModelStore
 from master_app.federated.checkpoints import atomic_write
 from master_app.federated.rounds import ExecuteClient
-from worker_node.protocol import ClassifyPayload, HeadSpec, Subtask, SubtaskKind
-from worker_node.training.codec import sha256_hex, to_bytes
+from nexus_common.protocol import ClassifyPayload, HeadSpec, Subtask, SubtaskKind
+from nexus_common.training.codec import sha256_hex, to_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from typing import Any, Protocol
 import httpx
 import torch
 
+from master_app.dispatch import WorkerAuthError, WorkerProtocolError, WorkerUnreachable
 from master_app.federated.checkpoints import CheckpointStore
 from master_app.federated.strategies import ClientUpdate, Strategy, make_strategy
-from master_app.worker_client import WorkerAuthError, WorkerProtocolError, WorkerUnreachable
-from worker_node.protocol import (
+from nexus_common.protocol import (
     ModelSpec,
     Subtask,
     SubtaskKind,
@@ -46,10 +46,10 @@ from worker_node.protocol import (
     WeightCodec,
     WeightsBlob,
 )
-from worker_node.training.codec import decode, encode, wire_bytes
-from worker_node.training.evaluate import Evaluator
-from worker_node.training.families import init_weights
-from worker_node.training.tensors import Tensors
+from nexus_common.training.codec import decode, encode, wire_bytes
+from nexus_common.training.evaluate import Evaluator
+from nexus_common.training.families import init_weights
+from nexus_common.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def retry_cannot_help(exc: BaseException) -> bool:
 
 
 class ExecuteClient(Protocol):
-    """What the loop needs from :class:`master_app.worker_client.WorkerClient`."""
+    """What the loop needs from :class:`master_app.dispatch.client.WorkerClient`."""
 
     async def execute(self, url: str, subtask: Subtask) -> SubtaskResult:
         """Run one subtask on the worker at ``url``."""

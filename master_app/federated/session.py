@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from master_app.dispatch import WorkerClient
 from master_app.federated.checkpoints import CheckpointStore
 from master_app.federated.datasets import LabelledData
 from master_app.federated.rounds import (
@@ -23,8 +24,7 @@ from master_app.federated.rounds import (
     TrainingResult,
 )
 from master_app.federated.sharding import iid_shards, label_skew_shards, train_test_split
-from master_app.worker_client import WorkerClient
-from worker_node.protocol import ModelFamily, ModelSpec, TrainData, TrainHyper, WeightCodec
+from nexus_common.protocol import ModelFamily, ModelSpec, TrainData, TrainHyper, WeightCodec
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,24 @@
-"""Planning: turn a command and a data summary into a validated :class:`Plan`."""
+"""Planning: turn a command and a data summary into a validated :class:`Plan`.
+
+``choose_planner`` picks Gemini or the local planner; ``check_runnable`` says why the live
+grid cannot run a plan; ``choose_synthesizer`` gives the Gemini writer of ``synthesis``
+reduce steps (None without a key).
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from master_app.planning.base import Planner, PlannerUnavailable
 from master_app.planning.local import HELP, LocalPlanner
-from master_app.planning.plan import Combine, Plan, PlanError, parse_plan
+from master_app.planning.plan import Combine, Plan, PlanError, parse_plan, parse_plan_json
+from master_app.planning.runnable import Need, check_runnable, needs_of
+from master_app.planning.steps import PlannedSubtask, Reduce, ReduceKind
 from master_app.settings import MasterSettings
+
+if TYPE_CHECKING:
+    from master_app.planning.gemini import GeminiSynthesizer
 
 logger = logging.getLogger(__name__)
 
@@ -39,5 +49,18 @@ def choose_planner(
     return LocalPlanner(), "local planner (no GEMINI_API_KEY set)"
 
 
-__all__ = ["HELP", "Combine", "LocalPlanner", "Plan", "PlanError", "Planner",
-           "PlannerUnavailable", "choose_planner", "parse_plan"]
+def choose_synthesizer(settings: MasterSettings) -> GeminiSynthesizer | None:
+    """The Gemini writer of ``synthesis`` reduce steps, or None when no key is set."""
+    if not settings.gemini_api_key:
+        return None
+    from master_app.planning.gemini import GeminiSynthesizer
+
+    return GeminiSynthesizer(
+        settings.gemini_api_key, model=settings.gemini_model,
+        base_url=settings.gemini_base_url, timeout_s=settings.gemini_timeout_s,
+        retries=settings.gemini_retries, max_retry_delay_s=settings.gemini_max_retry_delay_s)
+
+
+__all__ = ["HELP", "Combine", "LocalPlanner", "Need", "Plan", "PlanError", "PlannedSubtask",
+           "Planner", "PlannerUnavailable", "Reduce", "ReduceKind", "check_runnable",
+           "choose_planner", "choose_synthesizer", "needs_of", "parse_plan", "parse_plan_json"]

@@ -2,15 +2,14 @@
 
 Gemini sees the command and the data *summary* only, and answers a :class:`GeminiPlan`
 (a flat schema the API can enforce); we turn it into a :class:`Plan` and validate it.
-Retries: 429 and 5xx, honouring ``Retry-After`` or the ``RetryInfo`` delay, with
-exponential backoff otherwise. Plans are cached by (command, summary).
+Retries (tenacity): 429 and 5xx, honouring ``Retry-After`` or the ``RetryInfo`` delay up to
+a cap, with exponential backoff and jitter otherwise. Plans are cached by (command, summary).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import threading
 import time
@@ -18,77 +17,25 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+import tenacity
+from pydantic import ValidationError
 
 from database.models import WorkerNode
 from master_app.intake import DataSummary
 from master_app.planning.base import PlannerUnavailable
+from master_app.planning.gemini_schema import (
+    INSTRUCTIONS,
+    GeminiPlan,
+    GeminiReduce,
+    GeminiStep,
+    refuse_copied_rows,
+)
 from master_app.planning.plan import Plan, PlanError, parse_plan
-from worker_node import protocol
 
 logger = logging.getLogger(__name__)
 
-_INSTRUCTIONS = """You plan jobs for NEXUS Grid, a grid of worker machines.
-Pick ONE operation for the user's command:
-- classify: label each row with one of `labels` (2 or more; zero-shot).
-- embed: sentence embeddings of each row.
-- generate: a completion per row; `prompt_template` must contain {text}.
-- python: run `code` (Python; reads INPUT, assigns RESULT) per row, or without data over
-  `range_count` inputs 0..N-1 or over `python_inputs` (independent values, e.g. a sweep).
-- noop: diagnostics only.
-Set `text_column` to the column holding the text for classify/embed/generate.
-Never copy the user's data into the plan. Explain the plan in one sentence."""
-
-
-class GeminiPlan(BaseModel):
-    """The response schema Gemini fills in (flat, so the API can enforce it)."""
-
-    operation: str = Field(description="classify | embed | generate | python | noop")
-    text_column: str | None = None
-    labels: list[str] | None = None
-    prompt_template: str | None = None
-    max_new_tokens: int | None = None
-    code: str | None = None
-    range_count: int | None = None
-    python_inputs: list[str] | None = Field(
-        default=None, description="JSON-encoded input values, one per python subtask")
-    shard_size: int | None = None
-    explanation: str = ""
-
-    def to_plan_dict(self) -> dict[str, Any]:
-        """The equivalent :class:`Plan` fields."""
-        params: dict[str, Any] = {}
-        op = self.operation.strip().lower()
-        if op == "classify":
-            params["labels"] = self.labels or []
-        elif op == "generate":
-            params["prompt_template"] = self.prompt_template or "{text}"
-            if self.max_new_tokens and self.max_new_tokens > 0:
-                params["max_new_tokens"] = min(self.max_new_tokens,
-                                               protocol.MAX_PROMPT_TOKENS_NEW)
-        elif op == "python":
-            params["code"] = self.code or ""
-            if self.range_count is not None:
-                params["range"] = self.range_count
-            if self.python_inputs is not None:
-                params["inputs"] = [_json_or_str(v) for v in self.python_inputs]
-        plan: dict[str, Any] = {"operation": op, "params": params,
-                                "explanation": self.explanation}
-        if self.text_column and op in ("classify", "embed", "generate"):
-            plan["text_column"] = self.text_column
-        # Sizes are hints the schema cannot bound: clamp them to what a subtask may carry
-        # (as sharding does) rather than reject a good plan over a big number.
-        if self.shard_size and self.shard_size > 0:
-            plan["shard_size"] = min(self.shard_size, protocol.MAX_TEXTS)
-        return plan
-
-
-def _json_or_str(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except (json.JSONDecodeError, TypeError):
-        return value
-
+__all__ = ["PLAN_CACHE", "GeminiPlan", "GeminiPlanner", "GeminiReduce", "GeminiStep",
+           "GeminiSynthesizer", "PlanCache", "refuse_copied_rows", "retry_delay_of"]
 
 class PlanCache:
     """A small LRU of plans keyed by (model, command, summary), shared by all planners in
@@ -165,18 +112,22 @@ class GeminiPlanner:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        text = self._generate(self._prompt(command, summary, len(workers)))
+        text = self._generate(self._prompt(command, summary, workers))
         plan = self._parse(text)
         plan.check(summary)
+        refuse_copied_rows(plan, summary)
         self._cache.put(key, plan)
         logger.info("gemini plan for %r: %s", command, plan.explanation)
         return plan
 
     @staticmethod
-    def _prompt(command: str, summary: DataSummary | None, n_workers: int) -> str:
+    def _prompt(command: str, summary: DataSummary | None,
+                workers: Sequence[WorkerNode]) -> str:
         data = json.dumps(summary.as_dict(), default=str) if summary else "no data"
-        return (f"{_INSTRUCTIONS}\n\nLive workers: {n_workers}\nData summary: {data}\n"
-                f"Command: {command}")
+        kinds = sorted({c.split(":", 1)[0] for w in workers for c in w.capabilities})
+        offered = f" (they run: {', '.join(kinds)})" if kinds else ""
+        return (f"{INSTRUCTIONS}\n\nLive workers: {len(workers)}{offered}\n"
+                f"Data summary: {data}\nCommand: {command}")
 
     def _parse(self, text: str | None) -> Plan:
         if not text:
@@ -188,54 +139,109 @@ class GeminiPlanner:
                             f"{text[:200]!r}; try again or use --planner local.") from exc
         return parse_plan(raw.to_plan_dict())
 
+    def _generate_config(self) -> Any:
+        """The request config: JSON constrained to the :class:`GeminiPlan` schema."""
+        return self._types.GenerateContentConfig(
+            response_mime_type="application/json", response_schema=GeminiPlan, temperature=0.0)
+
     def _generate(self, prompt: str) -> str | None:
+        """One ``generateContent`` call, retried by tenacity on 429, 5xx and network errors.
+
+        The wait is the server's own delay (``Retry-After`` or ``RetryInfo``) when it gives
+        one, capped at ``max_retry_delay_s``, else exponential backoff with jitter. A server
+        that asks for longer than the cap is not retried at all: retrying sooner than asked
+        only spends quota, so the error says when to try again instead.
+        """
         from google.genai import errors
 
-        config = self._types.GenerateContentConfig(
-            response_mime_type="application/json", response_schema=GeminiPlan, temperature=0.0)
-        attempt = 0
-        while True:
-            attempt += 1
-            self.calls += 1
-            try:
-                response = self._client.models.generate_content(
-                    model=self.model, contents=prompt, config=config)
-                answer: str | None = response.text
-                return answer
-            except errors.APIError as exc:
-                retryable = exc.code == 429 or exc.code >= 500
-                if not retryable or attempt > self.retries:
-                    raise PlannerUnavailable(
-                        f"Gemini answered {exc.code} {exc.status or ''}: {exc.message} "
-                        f"(after {attempt} attempt(s)); check GEMINI_API_KEY and quota, or "
-                        "use --planner local.") from exc
-                hinted = retry_delay_of(exc)
-                if hinted is not None and hinted > self.max_retry_delay_s:
-                    # Retrying sooner than asked only spends quota and time: say when instead.
-                    raise PlannerUnavailable(
-                        f"Gemini answered {exc.code} {exc.status or ''}: {exc.message}; it asks "
-                        f"to retry in {hinted:g}s, longer than the {self.max_retry_delay_s:g}s "
-                        "this master waits (NADG_GEMINI_MAX_RETRY_DELAY_S); try again later "
-                        "or use --planner local.") from exc
-                delay = self._delay(exc, attempt)
-                logger.warning("gemini %s, retry %d in %.2fs", exc.code, attempt, delay)
-                self._sleep(delay)
-            except Exception as exc:  # httpx timeouts and connection errors
-                if attempt > self.retries:
-                    raise PlannerUnavailable(
-                        f"Gemini could not be reached: {type(exc).__name__}: {exc}; "
-                        "use --planner local.") from exc
-                self._sleep(self._backoff(attempt))
+        config = self._generate_config()
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            retry=tenacity.retry_if_exception(self._retryable),
+            wait=ServerDelayWait(self.max_retry_delay_s, tenacity.wait_exponential_jitter(
+                initial=self.backoff_base_s, max=self.max_retry_delay_s,
+                jitter=self.backoff_base_s)),
+            sleep=self._sleep, before_sleep=_log_retry, reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self.calls += 1
+                    response = self._client.models.generate_content(
+                        model=self.model, contents=prompt, config=config)
+                    answer: str | None = response.text
+                    return answer
+        except errors.APIError as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            hinted = retry_delay_of(exc)
+            if hinted is not None and hinted > self.max_retry_delay_s:
+                raise PlannerUnavailable(
+                    f"Gemini answered {exc.code} {exc.status or ''}: {exc.message}; it asks "
+                    f"to retry in {hinted:g}s, longer than the {self.max_retry_delay_s:g}s "
+                    "this master waits (NADG_GEMINI_MAX_RETRY_DELAY_S); try again later "
+                    "or use --planner local.") from exc
+            raise PlannerUnavailable(
+                f"Gemini answered {exc.code} {exc.status or ''}: {exc.message} "
+                f"(after {tries} attempt(s)); check GEMINI_API_KEY and quota, or "
+                "use --planner local.") from exc
+        except Exception as exc:  # httpx timeouts and connection errors, after the retries
+            raise PlannerUnavailable(
+                f"Gemini could not be reached: {type(exc).__name__}: {exc}; "
+                "use --planner local.") from exc
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
-    def _backoff(self, attempt: int) -> float:
-        base = self.backoff_base_s * 2 ** (attempt - 1)
-        return float(min(self.max_retry_delay_s, base * (0.5 + random.random())))
+    def _retryable(self, exc: BaseException) -> bool:
+        """429 and 5xx (unless the server asks for longer than we wait), network errors."""
+        from google.genai import errors
 
-    def _delay(self, exc: Any, attempt: int) -> float:
-        hinted = retry_delay_of(exc)
+        if isinstance(exc, errors.APIError):
+            if not (exc.code == 429 or exc.code >= 500):
+                return False
+            hinted = retry_delay_of(exc)
+            return hinted is None or hinted <= self.max_retry_delay_s
+        return isinstance(exc, Exception)
+
+
+class ServerDelayWait(tenacity.wait.wait_base):
+    """Wait what the server asked for (capped), else what ``fallback`` says."""
+
+    def __init__(self, cap_s: float, fallback: tenacity.wait.wait_base) -> None:
+        self.cap_s = cap_s
+        self.fallback = fallback
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        hinted = retry_delay_of(exc) if exc is not None else None
         if hinted is not None:
-            return min(self.max_retry_delay_s, hinted)
-        return self._backoff(attempt)
+            return min(self.cap_s, hinted)
+        return float(self.fallback(retry_state))
+
+
+def _log_retry(retry_state: tenacity.RetryCallState) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    logger.warning("gemini %s, retry %d in %.2fs", getattr(exc, "code", type(exc).__name__),
+                   retry_state.attempt_number, delay)
+
+
+class GeminiSynthesizer(GeminiPlanner):
+    """Writes one answer from a task's results (the ``synthesis`` reduce step).
+
+    Same client, model, timeout and retries as the planner; a plain-text answer.
+    """
+
+    name = "gemini-synthesis"
+
+    def _generate_config(self) -> Any:
+        return self._types.GenerateContentConfig(response_mime_type="text/plain",
+                                                 temperature=0.2)
+
+    def synthesize(self, prompt: str) -> str:
+        """Gemini's answer to ``prompt``; :class:`PlannerUnavailable` when it cannot answer."""
+        text = self._generate(prompt)
+        if not text or not text.strip():
+            raise PlannerUnavailable("Gemini returned an empty synthesis; run the task again "
+                                     "or use a 'concat' reduce step.")
+        return text.strip()
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")

@@ -11,7 +11,13 @@ Commands it understands (case-insensitive; the first that matches wins):
 ``run python per row: CODE``                 CODE per row (``INPUT`` = the row)
 ``run python over range(N): CODE``           CODE for INPUT in 0..N-1
 ``noop`` [N] [sleep MS]                      N no-op subtasks (diagnostics)
+``count the primes below N``                 python over 8 ranges + a sum reducer
+``... a Python script that prints 'X'``      one python subtask that prints X
 ===========================================  ======================================
+
+A labelling task about sentiment ("classify the sentiment of each review as positive or
+negative") gets sentiment sentences for its labels, not the generic topic template.
+Anything else needs Gemini: the error says so, naming ``GEMINI_API_KEY``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from collections.abc import Sequence
 from database.models import WorkerNode
 from master_app.intake import DataSummary
 from master_app.planning.plan import Plan, PlanError, parse_plan
+from master_app.planning.recipes import (
+    SENTIMENT_SENTENCES,
+    is_sentiment,
+    primes_plan,
+    print_plan,
+    sentiment_descriptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +47,12 @@ HELP = """I understand these commands:
   generate: PROMPT with {text}          a completion per row from a template
   run python per row: CODE              CODE per row (INPUT = the row, set RESULT)
   run python over range(N): CODE        e.g. "run python over range(50): RESULT = INPUT ** 2"
-  noop [N] [sleep MS]                   N no-op subtasks (diagnostics)"""
+  noop [N] [sleep MS]                   N no-op subtasks (diagnostics)
+  count the primes below N              e.g. "count the primes below 20 million"
+  a Python script that prints 'X'       one python subtask that prints X"""
+
+NEEDS_GEMINI = ("Other tasks need the Gemini planner: set GEMINI_API_KEY (or GOOGLE_API_KEY) "
+                "and plan again.")
 
 _COLUMN = re.compile(r"\s+(?:in |on |from )?column\s+[\"']?([\w .-]+?)[\"']?\s*$", re.I)
 _RANGE = re.compile(r"^run\s+python\s+(?:over|for|on)\s+range\((\d+)\)\s*:\s*(.+)$", re.I | re.S)
@@ -45,11 +63,7 @@ _NOOP = re.compile(r"^noop(?:\s+(\d+))?(?:\s+sleep\s+(\d+(?:\.\d+)?)\s*(?:ms)?)?
 _GENERATE = re.compile(r"^generate\s*:\s*(.+)$", re.I | re.S)
 
 SENTIMENT_LABELS = ["positive", "negative", "neutral"]
-SENTIMENT_DESCRIPTIONS = {
-    "positive": "This is great, I love it.",
-    "negative": "This is bad, I hate it.",
-    "neutral": "It is okay.",
-}
+SENTIMENT_DESCRIPTIONS = {label: SENTIMENT_SENTENCES[label] for label in SENTIMENT_LABELS}
 #: Zero-shot labels are compared with the rows as short sentences, not bare words: on
 #: examples/tickets.csv with MiniLM this takes accuracy from 31/40 to 36/40.
 LABEL_TEMPLATE = "This is about a {label}."
@@ -71,9 +85,13 @@ class LocalPlanner:
             if found:
                 column = found.group(1).strip()
                 text = text[: found.start()].strip()
-        data = self._match(text, python)
+        try:
+            data = self._match(text, python)
+        except ValueError as exc:
+            raise PlanError(f"{exc}.") from exc
         if data is None:
-            raise PlanError(f"I did not understand {command!r}.\n{HELP}")
+            raise PlanError(f"I did not understand {command!r} (the local planner knows a "
+                            f"few commands).\n{HELP}\n{NEEDS_GEMINI}")
         if data.get("needs_text"):
             del data["needs_text"]
             data["text_column"] = column or _default_column(summary)
@@ -92,6 +110,9 @@ class LocalPlanner:
         if python is not None:
             return {"operation": "python", "params": {"code": python.group(1).strip()},
                     "explanation": "run the code once per row (INPUT = the row)"}
+        for recipe in (primes_plan, print_plan):
+            if (found := recipe(text)) is not None:
+                return found
         if m := _NOOP.match(text):
             count = int(m.group(1) or 1)
             sleep_ms = float(m.group(2) or 0)
@@ -100,10 +121,15 @@ class LocalPlanner:
         if m := _CLASSIFY.match(text):
             labels = [s.strip(" .\"'") for s in re.split(r"\s*(?:/|,|\bor\b|\|)\s*", m.group(1))]
             labels = [s for s in labels if s]
-            descriptions = {label: LABEL_TEMPLATE.format(label=label) for label in labels}
+            if is_sentiment(text, labels):
+                descriptions = sentiment_descriptions(text, labels)
+                what = "sentiment"
+            else:
+                descriptions = {label: LABEL_TEMPLATE.format(label=label) for label in labels}
+                what = "zero-shot"
             return {"operation": "classify", "needs_text": True,
                     "params": {"labels": labels, "label_descriptions": descriptions},
-                    "explanation": f"zero-shot classify each row as {' / '.join(labels)}"}
+                    "explanation": f"{what} classify each row as {' / '.join(labels)}"}
         if lower.startswith("sentiment") or "sentiment" in lower.split():
             return {"operation": "classify", "needs_text": True,
                     "params": {"labels": SENTIMENT_LABELS,

@@ -4,45 +4,68 @@
 ``run`` dispatches only the subtasks that have no completed result yet, so calling it
 again after a crash (``resume_unfinished``) finishes the task without losing a result or
 counting one twice (the store keeps the first completed result of each subtask).
+
+A run reads the task's detail (every subtask, results included) from the store once, at
+its start. What happens next is known here: the sink sees every attempt and outcome as it
+is written, and the dispatch report holds every result. So the finished detail is built
+in memory and handed on in :attr:`TaskOutcome.detail` for aggregation; the store is read
+again only when it refused one of our results because it already held another one (a
+second master or a pull worker won that subtask), so that the detail handed on is the
+store's, never a copy that disagrees with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from database.blobs import (
+    DEFAULT_THRESHOLD,
+    BlobStore,
+    blob_store_from_env,
+    offload_result,
+    threshold_from_env,
+)
+from database.leases import is_pull_url
 from database.models import (
     SubtaskRecord,
     SubtaskStatus,
     TaskDetail,
+    TaskRecord,
     TaskStatus,
     WorkerNode,
-    WorkerStatus,
 )
-from database.store import Store
-from master_app.dispatcher import Dispatcher, DispatchReport, Failure
-from master_app.events import EventCallback
+from database.store import OutcomeWrite, Store
+from master_app.dispatch import Dispatcher, DispatchReport, EventCallback, Failure
 from master_app.intake import Dataset
 from master_app.planning.plan import Plan
+from master_app.service.commit import GroupCommit
+from master_app.service.leases import held_elsewhere_status, task_lease
+from master_app.service.pull import run_shared
+from master_app.service.windowed import WINDOW, run_windowed
+from master_app.service.workers import live_workers
 from master_app.settings import MasterSettings
 from master_app.sharding import build_shards, payload_of
-from worker_node.protocol import Subtask, SubtaskResult
+from nexus_common.protocol import Subtask, SubtaskResult
 
 logger = logging.getLogger(__name__)
 
-LIVE = (WorkerStatus.ACTIVE, WorkerStatus.BUSY)
-
 
 class NoLiveWorkers(RuntimeError):
-    """There is work to resume but no live worker in the registry."""
+    """There is work to run but no live worker in the registry."""
 
 
 @dataclass
 class TaskOutcome:
-    """How a task ended: its status, the counts, and exactly what failed."""
+    """How a task ended: its status, the counts, exactly what failed, and its detail.
+
+    ``detail`` is the task as the store now holds it, every subtask's result included:
+    aggregate it (:func:`master_app.aggregate.aggregate`) instead of reading it again.
+    """
 
     task_id: str
     status: TaskStatus
@@ -51,6 +74,7 @@ class TaskOutcome:
     failures: list[Failure] = field(default_factory=list)
     error: str | None = None
     report: DispatchReport | None = None
+    detail: TaskDetail | None = None
 
     @property
     def ok(self) -> bool:
@@ -59,29 +83,78 @@ class TaskOutcome:
 
 
 class StoreSink:
-    """Persists attempts and outcomes as the dispatcher reports them."""
+    """Persists attempts and outcomes as the dispatcher reports them, through one group
+    commit (:class:`~master_app.service.commit.GroupCommit`: a batch per transaction), and
+    remembers what it wrote (so the runner knows the store's state without reading it
+    back).
 
-    def __init__(self, store: Store) -> None:
+    An outcome is acknowledged (the call returns) only once its batch is durable. Attempts
+    are queued without waiting (see :meth:`GroupCommit.attempt`). Cancellations are not
+    written one by one: :meth:`settle` cancels what is left of the task in one statement.
+    """
+
+    def __init__(self, store: Store, commit: GroupCommit | None = None, *,
+                 blobs: BlobStore | None = None,
+                 blob_threshold: int = DEFAULT_THRESHOLD) -> None:
         self.store = store
+        self.commit = commit or GroupCommit(store)
+        #: where outputs over ``blob_threshold`` bytes go (None: they stay in the row)
+        self.blobs = blobs
+        self.blob_threshold = blob_threshold
         self.recorded = 0
+        #: subtask id -> the attempt count the store returned for its latest attempt
+        self.attempts: dict[str, int] = {}
+        #: subtask ids whose final outcome the store has (written here without an error)
+        self.written: set[str] = set()
+        #: subtask ids whose completed result the store refused: it already had another
+        self.refused: set[str] = set()
+        #: subtask ids the run cancelled (written by :meth:`settle`, in one statement)
+        self.cancelled: set[str] = set()
 
     async def attempt(self, subtask: Subtask, worker: WorkerNode) -> None:
-        """Mark the subtask running on ``worker`` (attempts + 1)."""
-        await asyncio.to_thread(self.store.record_attempt, subtask.id, worker.id)
+        """Mark the subtask running on ``worker`` (attempts + 1), in the next batch."""
+        sid = subtask.id
+
+        def seen(count: int) -> None:
+            self.attempts[sid] = max(count, self.attempts.get(sid, 0))
+
+        self.commit.attempt(sid, worker.id, on_written=seen)
 
     async def completed(self, subtask: Subtask, result: SubtaskResult,
                         worker: WorkerNode) -> None:
-        """Record the result (the store ignores all but the first completed one)."""
-        first = await asyncio.to_thread(
-            self.store.record_result, subtask.id, SubtaskStatus.COMPLETED,
-            result=result.model_dump(mode="json"), worker_id=worker.id)
-        self.recorded += int(first)
+        """Record the result (the store ignores all but the first completed one); returns
+        once it is durable."""
+        payload = result.model_dump(mode="json")
+        if self.blobs is not None:  # the object is durable before the row refers to it
+            payload = await asyncio.to_thread(offload_result, self.blobs, subtask.id, payload,
+                                              threshold=self.blob_threshold)
+        first = await self.commit.outcome(OutcomeWrite(
+            subtask.id, SubtaskStatus.COMPLETED, result=payload, worker_id=worker.id))
+        self.written.add(subtask.id)
+        if first:
+            self.recorded += 1
+        else:
+            self.refused.add(subtask.id)
 
     async def failed(self, subtask: Subtask, failure: Failure) -> None:
-        """Record a final failure (or cancellation) with its reason."""
-        status = SubtaskStatus.CANCELLED if failure.cancelled else SubtaskStatus.FAILED
-        await asyncio.to_thread(self.store.record_result, subtask.id, status,
-                                error=failure.reason, worker_id=failure.worker_id)
+        """Record a final failure with its reason (a cancellation waits for :meth:`settle`)."""
+        if failure.cancelled:
+            self.cancelled.add(subtask.id)
+            return
+        await self.commit.outcome(OutcomeWrite(
+            subtask.id, SubtaskStatus.FAILED, error=failure.reason,
+            worker_id=failure.worker_id))
+        self.written.add(subtask.id)
+
+    async def settle(self, task_id: str) -> None:
+        """Wait for every queued write; then cancel what the run cancelled, in one
+        statement (a subtask completed meanwhile keeps its result)."""
+        await self.commit.flush()
+        if self.cancelled:
+            n = await asyncio.to_thread(self.store.cancel_unfinished_subtasks, task_id,
+                                        "cancelled")
+            logger.info("task %s: cancelled %d subtask(s) in one statement", task_id, n)
+            self.written |= self.cancelled
 
 
 class JobRunner:
@@ -92,6 +165,11 @@ class JobRunner:
         self.store = store
         self.settings = settings
         self._own_dispatcher = dispatcher is None
+        #: tasks with more subtasks than this run in windows of this many (bounded memory)
+        self.window = WINDOW
+        #: the object store for large outputs (``NADG_BLOBS``; None: results stay in rows)
+        self.blobs = blob_store_from_env()
+        self.blob_threshold = threshold_from_env()
         self.dispatcher = dispatcher or Dispatcher(settings, registry=store)
 
     async def aclose(self) -> None:
@@ -106,19 +184,18 @@ class JobRunner:
         await self.aclose()
 
     def live_workers(self) -> list[WorkerNode]:
-        """Workers the registry says are active or busy."""
-        return self.store.list_workers(LIVE)
+        """The registry's live workers (:func:`master_app.service.workers.live_workers`)."""
+        return live_workers(self.store)
+
+    def create(self, command: str, plan: Plan, dataset: Dataset | None,
+               workers: Sequence[WorkerNode] | None = None) -> TaskRecord:
+        """Shard and persist the task with all its subtasks; returns its record."""
+        return create_task(self.store, command, plan, dataset, workers)
 
     def submit(self, command: str, plan: Plan, dataset: Dataset | None,
                workers: Sequence[WorkerNode] | None = None) -> str:
         """Shard and persist the task with all its subtasks; returns the task id."""
-        workers = list(workers) if workers is not None else self.live_workers()
-        shards = build_shards(plan, dataset, workers)
-        record = self.store.create_task(
-            command, plan.model_dump(mode="json"),
-            [shard.to_new_subtask(plan.operation) for shard in shards])
-        logger.info("task %s: %d subtasks for %r", record.id, len(shards), command)
-        return record.id
+        return self.create(command, plan, dataset, workers).id
 
     def _subtask(self, rec: SubtaskRecord) -> Subtask:
         return Subtask.model_validate({
@@ -128,26 +205,63 @@ class JobRunner:
     async def run(self, task_id: str, on_event: EventCallback | None = None,
                   cancel: asyncio.Event | None = None,
                   deadline_s: float | None = None) -> TaskOutcome:
-        """Dispatch every subtask of ``task_id`` without a completed result; wait for all."""
+        """Dispatch every subtask of ``task_id`` without a completed result; wait for all.
+
+        Reads the task from the store once; the outcome carries the finished detail. On a
+        shared store the run holds the task's lease (:mod:`master_app.service.leases`): a
+        task another live master runs is not run here (the outcome says so).
+        """
+        async with task_lease(self.store, task_id, self.settings.task_lease_s) as held:
+            if not held:
+                return await asyncio.to_thread(held_elsewhere, self.store, task_id)
+            return await self._run(task_id, on_event, cancel, deadline_s)
+
+    async def _run(self, task_id: str, on_event: EventCallback | None,
+                   cancel: asyncio.Event | None, deadline_s: float | None) -> TaskOutcome:
+        record = await asyncio.to_thread(self.store.get_task_record, task_id)
+        if record.subtask_count > self.window and not record.status.finished:
+            return await self._run_windowed(record, on_event, cancel, deadline_s)
         detail = await asyncio.to_thread(self.store.get_task, task_id)
         if detail.task.status.finished:
             return outcome_of(detail)
         await asyncio.to_thread(self.store.reset_unfinished_subtasks, task_id)
         await asyncio.to_thread(self.store.set_task_status, task_id, TaskStatus.RUNNING)
+        detail = _after_reset(detail)
         todo = [self._subtask(s) for s in detail.subtasks
                 if s.status is not SubtaskStatus.COMPLETED]
         workers = await asyncio.to_thread(self.live_workers)
         logger.info("task %s: dispatching %d of %d subtasks to %d workers", task_id,
                     len(todo), len(detail.subtasks), len(workers))
-        report = await self.dispatcher.run_subtasks(
-            todo, workers, on_event=on_event, sink=StoreSink(self.store), cancel=cancel,
-            deadline_s=deadline_s)
-        return await self._finish(task_id, report)
+        sink = self._sink()
+        # push workers over HTTP, pull workers through leases (master_app.service.pull)
+        detail, report = await run_shared(
+            self.store, self.dispatcher, detail, todo, workers, on_event=on_event,
+            sink=sink, cancel=cancel, deadline_s=deadline_s)
+        await sink.settle(task_id)
+        return await self._finish(detail, report, sink)
 
-    async def _finish(self, task_id: str, report: DispatchReport) -> TaskOutcome:
-        detail = await asyncio.to_thread(self.store.get_task, task_id)
-        if await asyncio.to_thread(self._record_missed, detail, report):
-            detail = await asyncio.to_thread(self.store.get_task, task_id)
+    def _sink(self) -> StoreSink:
+        return StoreSink(self.store, blobs=self.blobs, blob_threshold=self.blob_threshold)
+
+    async def _run_windowed(self, record: TaskRecord, on_event: EventCallback | None,
+                            cancel: asyncio.Event | None,
+                            deadline_s: float | None) -> TaskOutcome:
+        """A large task, never held whole (:mod:`master_app.service.windowed`); push
+        workers only (the subtasks stay held by this master's lease)."""
+        task_id = record.id
+        await asyncio.to_thread(self.store.reset_unfinished_subtasks, task_id)
+        await asyncio.to_thread(self.store.set_task_status, task_id, TaskStatus.RUNNING)
+        workers = [w for w in await asyncio.to_thread(self.live_workers)
+                   if not is_pull_url(w.vm_url)]
+        return await run_windowed(self, record, workers, self._sink(), self._subtask,
+                                  on_event=on_event, cancel=cancel, deadline_s=deadline_s,
+                                  window=self.window)
+
+    async def _finish(self, before: TaskDetail, report: DispatchReport,
+                      sink: StoreSink) -> TaskOutcome:
+        task_id = before.task.id
+        await asyncio.to_thread(self._record_missed, before, report, sink)
+        detail = _apply(before, report, sink)
         total = len(detail.subtasks)
         done = detail.count(SubtaskStatus.COMPLETED)
         summary: dict[str, Any] = {
@@ -162,14 +276,23 @@ class JobRunner:
         else:
             status = TaskStatus.FAILED
             error = failure_message(detail)
-        await asyncio.to_thread(self.store.set_task_status, task_id, status,
-                                result_summary=summary, error=error)
-        outcome = outcome_of(await asyncio.to_thread(self.store.get_task, task_id))
+        record = await asyncio.to_thread(self.store.set_task_status, task_id, status,
+                                         result_summary=summary, error=error)
+        if sink.refused:
+            # The store kept another completed result for these subtasks (another master or
+            # a pull worker got there first): hand on the store's results, not ours.
+            logger.info("task %s: the store kept another result for %d subtask(s)", task_id,
+                        len(sink.refused))
+            detail = await asyncio.to_thread(self.store.get_task, task_id)
+        else:
+            detail = TaskDetail(task=record, subtasks=detail.subtasks)
+        outcome = outcome_of(detail)
         outcome.report = report
         logger.info("task %s %s: %d/%d completed", task_id, status.value, done, total)
         return outcome
 
-    def _record_missed(self, detail: TaskDetail, report: DispatchReport) -> bool:
+    def _record_missed(self, detail: TaskDetail, report: DispatchReport,
+                       sink: StoreSink) -> None:
         """Record outcomes the sink could not write as they landed (a store error then).
 
         The report holds every result the dispatcher counted; one the store does not have
@@ -178,27 +301,28 @@ class JobRunner:
         """
         missed = 0
         for sub in detail.subtasks:
-            if sub.status is SubtaskStatus.COMPLETED:
+            if sub.status is SubtaskStatus.COMPLETED or sub.id in sink.written:
                 continue
             result = report.results.get(sub.id)
             failure = report.failures.get(sub.id)
             if result is not None:
-                self.store.record_result(sub.id, SubtaskStatus.COMPLETED,
-                                         result=result.model_dump(mode="json"),
-                                         worker_id=report.winners.get(sub.id))
-            elif failure is not None and sub.status in (SubtaskStatus.PENDING,
-                                                        SubtaskStatus.RUNNING):
+                first = self.store.record_result(sub.id, SubtaskStatus.COMPLETED,
+                                                 result=result.model_dump(mode="json"),
+                                                 worker_id=report.winners.get(sub.id))
+                if not first:
+                    sink.refused.add(sub.id)
+            elif failure is not None:
                 status = (SubtaskStatus.CANCELLED if failure.cancelled
                           else SubtaskStatus.FAILED)
                 self.store.record_result(sub.id, status, error=failure.reason,
                                          worker_id=failure.worker_id)
             else:
                 continue
+            sink.written.add(sub.id)
             missed += 1
         if missed:
             logger.warning("task %s: recorded %d outcome(s) the store missed as they landed",
                            detail.task.id, missed)
-        return missed > 0
 
     async def resume_unfinished(self, on_event: EventCallback | None = None,
                                 cancel: asyncio.Event | None = None) -> list[TaskOutcome]:
@@ -227,6 +351,55 @@ class JobRunner:
         return outcomes
 
 
+def create_task(store: Store, command: str, plan: Plan, dataset: Dataset | None,
+                workers: Sequence[WorkerNode] | None = None) -> TaskRecord:
+    """Shard ``dataset`` by ``plan`` (over ``workers``, the live ones by default) and
+    persist the task with all its subtasks in one transaction; returns its record."""
+    workers = list(workers) if workers is not None else live_workers(store)
+    shards = build_shards(plan, dataset, workers)
+    record = store.create_task(command, plan.model_dump(mode="json"),
+                               [shard.to_new_subtask(plan.operation) for shard in shards])
+    logger.info("task %s: %d subtasks for %r", record.id, len(shards), command)
+    return record
+
+
+def _after_reset(detail: TaskDetail) -> TaskDetail:
+    """``detail`` as ``reset_unfinished_subtasks`` left the store: running -> pending."""
+    subs = [dataclasses.replace(s, status=SubtaskStatus.PENDING)
+            if s.status is SubtaskStatus.RUNNING else s for s in detail.subtasks]
+    return TaskDetail(task=detail.task, subtasks=subs)
+
+
+def _apply(detail: TaskDetail, report: DispatchReport, sink: StoreSink) -> TaskDetail:
+    """``detail`` with this run's attempts and outcomes, as the sink wrote them.
+
+    Timestamps stay as read: the outcomes, not the store's clocks, are what is handed on.
+    """
+    subs: list[SubtaskRecord] = []
+    for sub in detail.subtasks:
+        if sub.status is SubtaskStatus.COMPLETED:
+            subs.append(sub)
+            continue
+        attempts = sink.attempts.get(sub.id, sub.attempts)
+        result = report.results.get(sub.id)
+        failure = report.failures.get(sub.id)
+        if result is not None:
+            sub = dataclasses.replace(
+                sub, status=SubtaskStatus.COMPLETED, attempts=attempts,
+                result=result.model_dump(mode="json"), error=None,
+                worker_id=report.winners.get(sub.id, sub.worker_id))
+        elif failure is not None:
+            sub = dataclasses.replace(
+                sub, attempts=attempts, error=failure.reason,
+                status=SubtaskStatus.CANCELLED if failure.cancelled else SubtaskStatus.FAILED,
+                worker_id=failure.worker_id if failure.worker_id is not None
+                else sub.worker_id)
+        elif attempts != sub.attempts:
+            sub = dataclasses.replace(sub, attempts=attempts, status=SubtaskStatus.RUNNING)
+        subs.append(sub)
+    return TaskDetail(task=detail.task, subtasks=subs)
+
+
 def failure_message(detail: TaskDetail) -> str:
     """One line: how many subtasks failed and the first reasons."""
     failed = [s for s in detail.subtasks if s.status is not SubtaskStatus.COMPLETED]
@@ -236,11 +409,20 @@ def failure_message(detail: TaskDetail) -> str:
 
 
 def outcome_of(detail: TaskDetail) -> TaskOutcome:
-    """A :class:`TaskOutcome` read back from the store."""
+    """A :class:`TaskOutcome` of a task's detail (which it carries along)."""
     failures = [Failure(s.id, s.idx, s.error or s.status.value, s.attempts, s.worker_id,
                         s.status is SubtaskStatus.CANCELLED)
                 for s in detail.subtasks if s.status is not SubtaskStatus.COMPLETED]
     return TaskOutcome(
         task_id=detail.task.id, status=detail.task.status, total=len(detail.subtasks),
         completed=detail.count(SubtaskStatus.COMPLETED), failures=failures,
-        error=detail.task.error)
+        error=detail.task.error, detail=detail)
+
+
+def held_elsewhere(store: Store, task_id: str) -> TaskOutcome:
+    """The outcome of a run refused because another master holds the task's lease."""
+    detail = store.get_task(task_id)
+    outcome = outcome_of(detail)
+    if not detail.task.status.finished:
+        outcome.error = held_elsewhere_status(detail.task.status)
+    return outcome

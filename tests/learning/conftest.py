@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from master_app.dispatch import WorkerClient
 from master_app.federated.datasets import LabelledData, load_digits_data
-from master_app.worker_client import WorkerClient
 from tests.support.servers import serve_app
+from tests.support.ui import _loopback_master  # noqa: F401 - autouse fixture
 from worker_node.main import create_app
 from worker_node.settings import WorkerSettings
 
-TOKEN = "learning-test-token-51c2"
+TOKEN = "learning-test-grid-secret-51c2-0123456789ab"
 
 
 def worker_settings(i: int) -> WorkerSettings:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from master_app.federated.checkpoints import CheckpointStore
-from worker_node.training.codec import CodecError
+from nexus_common.training.codec import CodecError
 
 
 def _save(store: CheckpointStore, rnd: int) -> None:

@@ -10,6 +10,13 @@ import httpx
 import pytest
 import torch
 
+from master_app.dispatch.client import (
+    WorkerAuthError,
+    WorkerBusy,
+    WorkerClient,
+    WorkerProtocolError,
+    WorkerUnreachable,
+)
 from master_app.federated.centralised import train_centralised
 from master_app.federated.checkpoints import CheckpointStore
 from master_app.federated.datasets import LabelledData
@@ -21,17 +28,7 @@ from master_app.federated.rounds import (
     retry_cannot_help,
 )
 from master_app.federated.sharding import iid_shards, label_skew_shards, train_test_split
-from master_app.worker_client import (
-    WorkerAuthError,
-    WorkerBusy,
-    WorkerClient,
-    WorkerProtocolError,
-    WorkerUnreachable,
-)
-from tests.learning.conftest import TOKEN
-from tests.support.servers import WorkerProcess
-from tests.support.waiting import async_wait_until
-from worker_node.protocol import (
+from nexus_common.protocol import (
     ModelSpec,
     Subtask,
     SubtaskResult,
@@ -39,8 +36,11 @@ from worker_node.protocol import (
     WeightCodec,
     WeightsBlob,
 )
-from worker_node.training.codec import decode, encode
-from worker_node.training.evaluate import Evaluator
+from nexus_common.training.codec import decode, encode
+from nexus_common.training.evaluate import Evaluator
+from tests.learning.conftest import TOKEN
+from tests.support.servers import WorkerProcess
+from tests.support.waiting import async_wait_until
 
 SPEC = ModelSpec(family="mlp", num_classes=10, input_dim=64, hidden=[64])
 HYPER = TrainHyper(lr=0.5, batch_size=16, epochs=0.5, optimizer="sgd")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from database.config import StoreSettings, open_store
+from master_app.dispatch import WorkerClient
 from master_app.federated.datasets import load_csv
 from master_app.federated.deploy import deploy_head
 from master_app.federated.rounds import FederatedTrainer, TrainingConfig
 from master_app.federated.sharding import iid_shards, train_test_split
-from master_app.worker_client import WorkerClient
-from tests.support.servers import REPO_ROOT
-from worker_node.protocol import (
+from nexus_common.protocol import (
     ClassifyPayload,
     ModelSpec,
     Subtask,
@@ -20,6 +19,7 @@ from worker_node.protocol import (
     TrainHyper,
     WeightCodec,
 )
+from tests.support.servers import REPO_ROOT
 
 CSV = REPO_ROOT / "examples" / "tickets_labelled.csv"
 

@@ -7,9 +7,7 @@ import threading
 import pytest
 import torch
 
-from worker_node.executors.base import ExecutionContext, SubtaskRejected
-from worker_node.executors.train import TrainExecutor
-from worker_node.protocol import (
+from nexus_common.protocol import (
     ModelSpec,
     TrainData,
     TrainHyper,
@@ -17,9 +15,11 @@ from worker_node.protocol import (
     WeightCodec,
     WeightsBlob,
 )
-from worker_node.training.codec import CodecError, decode, encode, wire_bytes
-from worker_node.training.families import init_weights
-from worker_node.training.local import train_local
+from nexus_common.training.codec import CodecError, decode, encode, wire_bytes
+from nexus_common.training.families import init_weights
+from nexus_common.training.local import train_local
+from worker_node.executors.base import ExecutionContext, SubtaskRejected
+from worker_node.executors.train import TrainExecutor
 
 SPEC = ModelSpec(family="mlp", num_classes=3, input_dim=4, hidden=[8])
 

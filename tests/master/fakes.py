@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from database.models import WorkerNode, WorkerStatus
+from nexus_common.protocol import HealthResponse, Subtask, SubtaskResult
 from tests.support.servers import serve_app
+from tests.support.signing import add_prove_route
 from tests.support.waiting import hold_until
-from worker_node.protocol import HealthResponse, Subtask, SubtaskResult
 
 _ids = itertools.count(1)
 
@@ -34,6 +35,7 @@ class FakeWorker:
 
     def app(self) -> FastAPI:
         app = FastAPI()
+        add_prove_route(app)  # proves it holds its key, as a real worker does
 
         @app.get("/health")
         async def health() -> HealthResponse:

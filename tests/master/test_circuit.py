@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from database.models import CircuitState
-from master_app.circuit import CircuitBreaker
+from master_app.dispatch import CircuitBreaker
 
 
 class Clock:

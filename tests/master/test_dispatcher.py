@@ -7,11 +7,10 @@ import time
 
 from database.backends.sqlite import SqliteStore
 from database.models import CircuitState
-from master_app.dispatcher import Dispatcher
-from master_app.events import EventKind, ProgressEvent
+from master_app.dispatch import Dispatcher, EventKind, ProgressEvent
+from nexus_common.protocol import Subtask
 from tests.master.conftest import fast_settings
 from tests.master.fakes import FakeWorker, fake_workers, node
-from worker_node.protocol import Subtask
 
 
 def noops(n: int, sleep_ms: float = 0.0, task: str = "t") -> list[Subtask]:

@@ -18,13 +18,13 @@ import pytest
 from database.backends.sqlite import SqliteStore
 from database.models import SubtaskStatus, TaskStatus
 from master_app.aggregate import aggregate
-from master_app.events import EventCallback, EventKind, ProgressEvent
-from master_app.jobs import JobRunner, TaskOutcome
+from master_app.dispatch import EventCallback, EventKind, ProgressEvent
 from master_app.local_grid import LocalGrid, LocalWorker
 from master_app.planning import LocalPlanner
+from master_app.service import JobRunner, TaskOutcome
 from tests.master.conftest import fast_settings
 
-TOKEN = "e2e-faults-token"
+TOKEN = "e2e-faults-grid-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")

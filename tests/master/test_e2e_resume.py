@@ -15,15 +15,15 @@ import pytest
 from database.backends.sqlite import SqliteStore
 from database.models import SubtaskStatus, TaskStatus
 from master_app.aggregate import aggregate
-from master_app.events import EventKind, ProgressEvent
-from master_app.jobs import JobRunner
+from master_app.dispatch import EventKind, ProgressEvent
 from master_app.local_grid import LocalGrid
 from master_app.planning import LocalPlanner
+from master_app.service import JobRunner
 from tests.master.conftest import fast_settings
 from tests.support.servers import REPO_ROOT
 from tests.support.waiting import wait_until
 
-TOKEN = "e2e-resume-token"
+TOKEN = "e2e-resume-grid-secret-0123456789abcdef"
 COMMAND = "noop 80 sleep 40"
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from database.backends.sqlite import SqliteStore
 from database.models import WorkerStatus
+from nexus_common.signing import SigningAuth
 from tests.support.servers import REPO_ROOT
 from tests.support.waiting import wait_until
 
@@ -40,7 +41,7 @@ def test_grid_starts_workers_registers_them_and_stops_on_sigterm(tmp_path: Path)
                 denied = httpx.get(w.vm_url + "/status", timeout=5)
                 assert denied.status_code == 401
                 allowed = httpx.get(w.vm_url + "/status", timeout=5,
-                                    headers={"Authorization": f"Bearer {token}"})
+                                    auth=SigningAuth(token))
                 assert allowed.status_code == 200
             os.killpg(proc.pid, signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
@@ -87,7 +88,7 @@ def _processes_with(marker: str) -> list[int]:
 
 @pytest.mark.parametrize(("command", "sig", "expected_rc"), [
     (["-m", "scripts.grid", "--workers", "2"], signal.SIGTERM, 0),
-    (["-m", "master_app", "run", "sum the numbers", "--local", "2"], signal.SIGINT, 130),
+    (["-m", "master_app", "run", "noop 10", "--local", "2"], signal.SIGINT, 130),
 ], ids=["grid-sigterm", "cli-ctrl-c"])
 def test_stops_at_once_when_told_to_while_workers_start(
         tmp_path: Path, command: list[str], sig: signal.Signals, expected_rc: int) -> None:

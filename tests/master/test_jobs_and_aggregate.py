@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,15 @@ from pydantic import ValidationError
 
 from database.backends.sqlite import SqliteStore
 from database.models import SubtaskStatus, TaskStatus
-from database.store import StoreUnavailable
+from database.store import AttemptWrite, BatchWritten, OutcomeWrite, StoreUnavailable
 from master_app.aggregate import aggregate
 from master_app.intake import load_dataset
-from master_app.jobs import JobRunner, NoLiveWorkers
 from master_app.planning import LocalPlanner, parse_plan
+from master_app.service import JobRunner, NoLiveWorkers
+from nexus_common.protocol import SubtaskResult
 from tests.master.conftest import fast_settings
 from tests.master.fakes import FakeWorker, fake_workers
 from tests.master.test_intake import EXAMPLES
-from worker_node.protocol import SubtaskResult
 
 
 def test_submit_persists_everything_before_dispatch(store: SqliteStore) -> None:
@@ -114,16 +115,20 @@ def test_aggregate_classify_embed_and_python(store: SqliteStore, tmp_path: Path)
 
 
 class BlipStore(SqliteStore):
-    """A real store whose first write of a completed result fails (a lock, a dropped link)."""
+    """A real store that cannot write one completed result as it lands (a lock, a dropped
+    link): every batch write holding it fails, so only the runner's last look records it."""
 
     blipped: str | None = None
+    blip_status = SubtaskStatus.COMPLETED
 
-    def record_result(self, subtask_id: str, status: SubtaskStatus,
-                      **kwargs: object) -> bool:
-        if self.blipped is None and status is SubtaskStatus.COMPLETED:
-            self.blipped = subtask_id
-            raise StoreUnavailable("database is locked")
-        return super().record_result(subtask_id, status, **kwargs)  # type: ignore[arg-type]
+    def write_batch(self, attempts: Sequence[AttemptWrite],
+                    outcomes: Sequence[OutcomeWrite]) -> BatchWritten:
+        for o in outcomes:
+            if self.blipped is None and o.status is self.blip_status:
+                self.blipped = o.subtask_id
+            if o.subtask_id == self.blipped:
+                raise StoreUnavailable("database is locked")
+        return super().write_batch(attempts, outcomes)
 
 
 async def test_a_result_the_store_missed_is_recorded_before_the_task_ends(
@@ -158,11 +163,12 @@ class AttemptBlipStore(SqliteStore):
 
     blips = 3
 
-    def record_attempt(self, subtask_id: str, worker_id: int | None) -> int:
-        if self.blips > 0:
+    def write_batch(self, attempts: Sequence[AttemptWrite],
+                    outcomes: Sequence[OutcomeWrite]) -> BatchWritten:
+        if attempts and self.blips > 0:
             self.blips -= 1
             raise StoreUnavailable("database is locked")
-        return super().record_attempt(subtask_id, worker_id)
+        return super().write_batch(attempts, outcomes)
 
 
 async def test_a_store_hiccup_recording_an_attempt_is_not_the_workers_failure(
@@ -185,17 +191,10 @@ async def test_a_store_hiccup_recording_an_attempt_is_not_the_workers_failure(
         store.close()
 
 
-class FailureBlipStore(SqliteStore):
-    """A real store whose first write of a failed outcome fails."""
+class FailureBlipStore(BlipStore):
+    """A real store that cannot write one failed outcome as it lands."""
 
-    blipped: str | None = None
-
-    def record_result(self, subtask_id: str, status: SubtaskStatus,
-                      **kwargs: object) -> bool:
-        if self.blipped is None and status is SubtaskStatus.FAILED:
-            self.blipped = subtask_id
-            raise StoreUnavailable("database is locked")
-        return super().record_result(subtask_id, status, **kwargs)  # type: ignore[arg-type]
+    blip_status = SubtaskStatus.FAILED
 
 
 async def test_a_store_error_recording_a_failure_does_not_strand_the_rest_of_a_batch(

@@ -7,65 +7,22 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from master_app.intake import DataSummary
 from master_app.planning import PlanError, PlannerUnavailable, choose_planner
 from master_app.planning.gemini import PLAN_CACHE, GeminiPlanner
+from nexus_common.protocol import SubtaskKind
 from tests.master.conftest import fast_settings
-from tests.support.servers import REPO_ROOT, serve_app
-from worker_node.protocol import SubtaskKind
+from tests.master.gemini_server import FakeGemini, error, gemini_server, ok_text
+from tests.support.servers import REPO_ROOT
 
 SUMMARY = DataSummary(filename="tickets.csv", format="csv", row_count=40,
                       columns=["id", "text"], dtypes={"id": "object", "text": "object"},
                       sample_rows=[{"id": "1", "text": "I was charged twice"}])
-
-
-@dataclass
-class FakeGemini:
-    """Answers queued (status, body) pairs; repeats the last one."""
-
-    answers: list[tuple[int, Any]] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.get("/health")
-        async def health() -> dict[str, str]:
-            return {"status": "ok"}
-
-        @app.post("/v1beta/models/{model_action}")
-        async def generate(model_action: str, request: Request) -> JSONResponse:
-            model, _, action = model_action.partition(":")
-            if action != "generateContent":
-                return JSONResponse({"error": {"code": 404, "message": action}}, 404)
-            self.paths.append(model)
-            self.requests.append(await request.json())
-            status, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-            headers = {"Retry-After": "0"} if status == 503 else {}
-            return JSONResponse(body, status_code=status, headers=headers)
-
-        return app
-
-
-def ok_text(text: str) -> tuple[int, Any]:
-    return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                                 "finishReason": "STOP"}]}
-
-
-def error(code: int, status: str, delay: str | None = None) -> tuple[int, Any]:
-    details = ([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]
-               if delay else [])
-    return code, {"error": {"code": code, "message": f"fake {status}", "status": status,
-                            "details": details}}
 
 
 GOOD = json.dumps({"operation": "classify", "text_column": "text",
@@ -75,9 +32,8 @@ GOOD = json.dumps({"operation": "classify", "text_column": "text",
 
 @pytest.fixture(scope="module")
 def gemini() -> Iterator[tuple[FakeGemini, str]]:
-    fake = FakeGemini()
-    with serve_app(fake.app()) as url:
-        yield fake, url
+    with gemini_server() as served:
+        yield served
 
 
 def planner(url: str, sleeps: list[float], retries: int = 2) -> GeminiPlanner:
@@ -87,9 +43,7 @@ def planner(url: str, sleeps: list[float], retries: int = 2) -> GeminiPlanner:
 
 def reset(fake: FakeGemini, *answers: tuple[int, Any]) -> None:
     PLAN_CACHE.clear()
-    fake.answers[:] = list(answers)
-    fake.requests.clear()
-    fake.paths.clear()
+    fake.reset(*answers)
 
 
 def test_valid_plan_sees_summary_only_and_is_cached(gemini: tuple[FakeGemini, str]) -> None:
@@ -225,3 +179,38 @@ def test_oversized_hints_are_clamped_not_fatal(gemini: tuple[FakeGemini, str]) -
                                     "max_new_tokens": 4096})))
     plan = planner(url, []).plan("draft a reply to each ticket", SUMMARY, [])
     assert plan.params["max_new_tokens"] == 512
+
+
+def test_a_plan_that_copies_sample_rows_is_refused(gemini: tuple[FakeGemini, str]) -> None:
+    fake, url = gemini
+    row = "My card was charged twice for the same order"
+    summary = DataSummary(filename="t.csv", format="csv", row_count=40, columns=["text"],
+                          dtypes={"text": "object"}, sample_rows=[{"text": row}])
+    reset(fake, ok_text(json.dumps({"operation": "python", "code": "RESULT = len(INPUT)",
+                                    "python_inputs": [json.dumps(row)]})))
+    with pytest.raises(PlanError, match="copies the data"):
+        planner(url, []).plan("count the letters of each ticket", summary, [])
+    reset(fake, ok_text(json.dumps({"operation": "subtasks", "subtasks": [
+        {"kind": "generate", "prompt": f"Reply to: {row}"}]})))
+    with pytest.raises(PlanError, match="copies the data"):
+        planner(url, []).plan("reply to the first ticket", summary, [])
+    reset(fake, ok_text(json.dumps({"operation": "subtasks", "subtasks": [
+        {"kind": "classify", "text_column": "text", "row_start": 0, "row_stop": 1,
+         "labels": ["billing", "bug"]}]})))
+    plan = planner(url, []).plan("label the first ticket", summary, [])
+    assert plan.subtasks[0].kind == "classify", "rows by index are fine"
+
+
+def test_a_subtask_list_that_does_not_validate_is_refused(
+        gemini: tuple[FakeGemini, str]) -> None:
+    fake, url = gemini
+    reset(fake, ok_text(json.dumps({"operation": "subtasks", "subtasks": [
+        {"kind": "python", "description": "no code"}]})))
+    with pytest.raises(PlanError, match="code"):
+        planner(url, []).plan("do it", None, [])
+    reset(fake, ok_text(json.dumps({"operation": "subtasks", "subtasks": []})))
+    with pytest.raises(PlanError, match="needs an 'operation'"):
+        planner(url, []).plan("do nothing", None, [])
+    reset(fake, ok_text(json.dumps({"operation": "noop", "reduce": {"kind": "vote"}})))
+    with pytest.raises(PlanError, match="not a valid plan"):
+        planner(url, []).plan("vote", None, [])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from master_app.intake import load_dataset
 from master_app.planning import HELP, LocalPlanner, PlanError, parse_plan
+from nexus_common.protocol import SubtaskKind
 from tests.master.test_intake import EXAMPLES
-from worker_node.protocol import SubtaskKind
 
 SUMMARY = load_dataset(EXAMPLES / "tickets.csv").summary()
 
@@ -63,3 +65,52 @@ def test_plan_validation() -> None:
         parse_plan({"operation": "python", "params": {"code": "x", "range": 0}})
     with pytest.raises(PlanError, match="shard_size"):
         parse_plan({"operation": "embed", "shard_size": 10_000})
+
+
+@pytest.mark.parametrize(("command", "stop"), [
+    ("count the primes below 20 million", 20_000_000),
+    ("Count primes under 1,000", 1_000),
+    ("how many primes are there below 2e6", 2_000_000),
+    ("count the prime numbers up to 100", 101),
+])
+def test_primes_are_python_over_ranges_with_a_sum_reducer(command: str, stop: int) -> None:
+    plan = LocalPlanner().plan(command, None, [])
+    assert plan.operation is SubtaskKind.PYTHON
+    assert plan.params["span"] == {"start": 0, "stop": stop, "parts": 8}
+    assert plan.reduce is not None and plan.reduce.kind == "python"
+    assert plan.reduce.code == "RESULT = sum(INPUT)"
+    with pytest.raises(PlanError, match="no primes below 2"):
+        LocalPlanner().plan("count the primes below 2", None, [])
+
+
+def test_the_setup_guides_first_task_runs_offline() -> None:
+    plan = LocalPlanner().plan("Create a Python script that prints 'Hello from NADG'", None, [])
+    assert plan.operation is None and len(plan.subtasks) == 1
+    step = plan.subtasks[0]
+    assert step.kind == "python" and step.code == "print('Hello from NADG')"
+    assert plan.reducer.kind == "concat"
+
+
+def test_sentiment_labels_get_sentiment_phrasing() -> None:
+    reviews = load_dataset(EXAMPLES / "reviews.txt").summary()
+    plan = LocalPlanner().plan("classify the sentiment of each review as positive or negative",
+                               reviews, [])
+    assert plan.params["labels"] == ["positive", "negative"]
+    described = plan.params["label_descriptions"]
+    assert described == {"positive": "This is great, I love it.",
+                         "negative": "This is bad, I hate it."}
+    assert "This is about a" not in json.dumps(described)
+    odd = LocalPlanner().plan("classify the sentiment of each review as joyful / furious",
+                              reviews, [])
+    assert odd.params["label_descriptions"] == {
+        "joyful": "The sentiment of this review is joyful.",
+        "furious": "The sentiment of this review is furious."}
+    topics = LocalPlanner().plan("classify as billing / bug", SUMMARY, [])
+    assert topics.params["label_descriptions"]["bug"] == "This is about a bug."
+
+
+def test_a_task_beyond_the_local_planner_names_gemini() -> None:
+    with pytest.raises(PlanError) as info:
+        LocalPlanner().plan("an outline of five sections on federated learning, then merge "
+                            "them", None, [])
+    assert "GEMINI_API_KEY" in str(info.value) and "I did not understand" in str(info.value)

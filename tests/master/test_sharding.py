@@ -5,9 +5,9 @@ from __future__ import annotations
 from master_app.intake import load_dataset
 from master_app.planning import LocalPlanner, parse_plan
 from master_app.sharding import build_shards, shard_size_for
+from nexus_common import protocol
 from tests.master.fakes import node
 from tests.master.test_intake import EXAMPLES
-from worker_node import protocol
 
 
 def test_shard_size_keeps_every_slot_busy_and_respects_limits() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from worker_node.training.tensors import Tensors
+from nexus_common.training.tensors import Tensors
 
 
 @dataclass(frozen=True)

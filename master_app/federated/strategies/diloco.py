@@ -15,7 +15,7 @@ from master_app.federated.strategies.base import (
     Strategy,
     weighted_mean_delta,
 )
-from worker_node.training.tensors import Tensors
+from nexus_common.training.tensors import Tensors
 
 
 class DiLoCo(Strategy):
