@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from worker_node.protocol import ErrorResponse
+from nexus_common.protocol import ErrorResponse
 from worker_node.runner import WorkerBusy
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from nexus_common.protocol import HeadSpec
 from worker_node.executors.base import SubtaskRejected
-from worker_node.protocol import HeadSpec
 
 if TYPE_CHECKING:
     import torch

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from database.models import WorkerStatus
-from database.store import Registry, WorkerNotFound
+from database.store import Registry, StoreConfigError, WorkerNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class SelfRegistration:
         try:
             worker_id = await asyncio.to_thread(self._register)
             logger.info("registered as worker %s at %s", worker_id, self.public_url)
+        except StoreConfigError as exc:  # a setting is wrong: retrying cannot fix it
+            logger.error("self-registration is off: %s", exc)
+            return
         except Exception as exc:  # noqa: BLE001 - registration is never fatal
             logger.error("could not register at %s (will retry every %.0fs): %s",
                          self.public_url, self.interval_s, exc)

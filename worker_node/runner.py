@@ -21,6 +21,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from nexus_common.protocol import ResultStatus, Subtask, SubtaskKind, SubtaskResult
 from worker_node.executors.base import (
     ExecutionContext,
     Executor,
@@ -28,7 +29,6 @@ from worker_node.executors.base import (
     SubtaskTimedOut,
 )
 from worker_node.metrics import WorkerMetrics
-from worker_node.protocol import ResultStatus, Subtask, SubtaskKind, SubtaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class SubtaskRunner:
         self._running = 0
         self._running_lock = threading.Lock()
         self._room = asyncio.Event()
+        self._cancels: set[threading.Event] = set()  # of the subtasks running or queued
         self.counts: Counter[str] = Counter()
         metrics.bind_gauges(lambda: float(self.running), lambda: float(self.queued))
 
@@ -116,8 +117,10 @@ class SubtaskRunner:
         deadline = start + subtask.timeout_s
         ctx = ExecutionContext(subtask_id=subtask.id, task_id=subtask.task_id,
                                timeout_s=subtask.timeout_s)
+        self._cancels.add(ctx.cancel)
         future = self._pool.submit(self._call, executor, subtask.payload, ctx, deadline)
         future.add_done_callback(lambda _f: self._release_from_thread(loop))
+        future.add_done_callback(lambda _f: self._cancels.discard(ctx.cancel))
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
             # races with completion
@@ -209,5 +212,8 @@ class SubtaskRunner:
                                       "kind": subtask.kind.value})
 
     def shutdown(self) -> None:
-        """Stop taking work; running threads finish in the background."""
+        """Stop taking work and tell running subtasks to stop (a sandboxed run is killed
+        with everything it started; an inference thread finishes in the background)."""
+        for cancel in list(self._cancels):
+            cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)

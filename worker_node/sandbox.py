@@ -1,29 +1,36 @@
 """Run untrusted Python in a contained subprocess.
 
-What the child gets:
+Each run is a *keeper* process started from the runner source held in memory (see
+:mod:`worker_node.sandbox_runner`; there is no runner file a run could rewrite), which
+forks the *payload* that runs the code. The job goes in on stdin, the result comes back
+on a pipe of its own, stdout and stderr are read as they stream and capped. How far the
+run is isolated depends on the level this machine allows (:mod:`worker_node.sandbox_isolation`):
+the worker picks it once at startup (:func:`configure`), reports it in ``/status`` and
+logs it. On every level:
 
-* a fresh temporary working directory (deleted afterwards) and ``HOME`` pointing at it;
-* an environment with only safe variables (``PATH``, locale, timezone): no token, API keys
-  or database URLs;
-* ``stdin`` closed, ``stdout``/``stderr`` read while streaming and capped (the rest is
-  drained and dropped, so a huge print cannot fill the worker's memory);
-* rlimits set by the runner before the user's code runs: CPU seconds, address space,
-  file size, process count (soft = hard, so the code cannot raise them);
-* its own session / process group, killed as a whole at the wall-clock deadline and after
-  the run (so forked children do not outlive it);
-* when the worker runs as root, the child runs as ``nobody`` (uid 65534), so it cannot
-  write outside its directory.
+* rlimits set before the code runs, soft = hard: CPU seconds, address space, file size,
+  processes (exact per run with namespaces or a per-run uid), no core dumps;
+* an environment with only ``PATH``, locale and timezone: no token, key or database URL;
+* ``no_new_privs`` and a seccomp filter (:mod:`worker_node.sandbox_seccomp`): no socket
+  but netlink (no host service reached by a Unix socket path, no network without the
+  opt-in), no io_uring, and without namespaces no System V IPC, POSIX message queue or
+  keyring (objects that outlive the run);
+* the wall-clock deadline stops the keeper (which kills and reaps everything below it),
+  then kills its process group; the keeper dies with the worker (``PR_SET_PDEATHSIG``);
+* the worker is a child subreaper and reaps whatever escapes (:mod:`worker_node.sandbox_procs`).
 
-See worker_node/README.md for what this does *not* protect against.
+See worker_node/README.md for what each level does *not* protect against.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
 import os
+import select
 import shutil
 import signal
 import stat
@@ -36,12 +43,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from worker_node import sandbox_procs
+from worker_node.sandbox_isolation import (
+    Isolation,
+    SandboxRefused,
+    candidates,
+    refusal,
+)
+
 logger = logging.getLogger(__name__)
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
+LANDLOCK = Path(__file__).with_name("sandbox_landlock.py")
+SECCOMP = Path(__file__).with_name("sandbox_seccomp.py")
 SAFE_ENV_VARS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 NOBODY_UID = 65534
 _CHUNK = 64 * 1024
+#: How long a keeper gets to clean up after SIGTERM before its group is SIGKILLed.
+STOP_GRACE_S = 1.0
+#: How often the size of a run folder is checked (levels without a private tmpfs).
+DISK_POLL_S = 0.1
+DEFAULT_DISK_BYTES = 64 * 1024 * 1024
+_SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt",
+                      "/proc", "/sys", "/dev")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,8 @@ class SandboxLimits:
     file_bytes: int = 16 * 1024 * 1024
     max_procs: int = 32
     interpreter: str | None = None
+    disk_bytes: int | None = None  # None = what :func:`prepare` was given (64 MiB)
+    result_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,24 +141,112 @@ class _CappedReader(threading.Thread):
         return self.kept.decode("utf-8", errors="replace")
 
 
+# --- configuration: one isolation level per worker process --------------------------------
+
+_state: dict[str, Any] = {}
+_pool = sandbox_procs.UidPool()
+
+
+@functools.cache
+def runner_code() -> str:
+    """The keeper's source: the runner with the Landlock and seccomp modules pasted in
+    for their imports."""
+    runner = RUNNER.read_text(encoding="utf-8")
+    for module, line in ((LANDLOCK, "from worker_node.sandbox_landlock import restrict\n"),
+                         (SECCOMP, "from worker_node.sandbox_seccomp import confine\n")):
+        if runner.count(line) != 1:
+            raise RuntimeError(f"{RUNNER} must import {module.stem} with exactly {line!r}")
+        source = module.read_text(encoding="utf-8").replace(
+            "from __future__ import annotations\n", "")
+        runner = runner.replace(line, source)
+    return runner
+
+
+def configure(level: str = "auto", *, allow_weak: bool = False, allow_network: bool = False,
+              interpreter: str | None = None) -> Isolation:
+    """Pick the strongest working level at or below ``level`` (a trivial job must run
+    correctly under it) and use it for every later run; raises :class:`SandboxRefused`
+    when none works, or when only a weak one does and ``allow_weak`` is False."""
+    from worker_node.sandbox_landlock import abi_version
+
+    root = os.geteuid() == 0
+    tried = []
+    for isolation in candidates(level, root=root, landlock_abi=abi_version(),
+                                allow_network=allow_network):
+        outcome = _run(isolation, "RESULT = 6 * 7", None, SandboxLimits(
+            timeout_s=20, interpreter=interpreter, memory_bytes=512 * 2**20), None)
+        if outcome.result == 42 and outcome.exit_code == 0:
+            if isolation.weak and not allow_weak:
+                raise SandboxRefused(refusal(isolation))
+            _state["isolation"] = isolation
+            return isolation
+        tried.append(f"{isolation.level}: exit {outcome.exit_code}, "
+                     f"{(outcome.stderr or outcome.result_error or '').strip()[-300:]}")
+        logger.info("sandbox level %s does not work here: %s", isolation.level, tried[-1])
+    raise SandboxRefused("no sandbox level works on this machine (" + "; ".join(tried)
+                         + f"); NADG_SANDBOX_LEVEL={level}")
+
+
+def sandbox_report() -> dict[str, Any] | None:
+    """What ``/status`` shows under ``sandbox``: the configured level, None before any."""
+    isolation: Isolation | None = _state.get("isolation")
+    return isolation.report() if isolation is not None else None
+
+
+def current_isolation() -> Isolation:
+    """The configured level (configured with defaults on first use)."""
+    isolation = _state.get("isolation")
+    if isolation is None:
+        isolation = configure(allow_weak=True)
+    return isolation
+
+
+def prepare(level: str = "auto", *, allow_weak: bool = False, allow_network: bool = False,
+            interpreter: str | None = None,
+            disk_bytes: int = DEFAULT_DISK_BYTES, own_process: bool = True) -> Isolation:
+    """Worker startup: become the reaper of escaped orphans, clean what a crashed
+    predecessor left, pick the level and log what it contains. ``disk_bytes``: what one
+    run may write in all (its private tmpfs, or its polled folder). ``own_process``
+    False (an app embedded in another program, as in tests): neither reap nor kill
+    anything outside this worker's own runs."""
+    _state["disk_bytes"] = disk_bytes
+    subreaper = own_process and sandbox_procs.set_subreaper()
+    if subreaper:
+        threading.Thread(target=_reap_forever, name="nadg-sandbox-reaper", daemon=True).start()
+    if own_process:
+        cleaned = sandbox_procs.clean_predecessors()
+        if cleaned["folders"] or cleaned["processes"]:
+            logger.warning("sandbox: removed %d run folders and killed %d processes left "
+                           "by a previous worker", cleaned["folders"], cleaned["processes"])
+    isolation = configure(level, allow_weak=allow_weak, allow_network=allow_network,
+                          interpreter=interpreter)
+    report = isolation.report()
+    log = logger.warning if isolation.weak else logger.info
+    log("python sandbox level %s%s: processes: %s; signals: %s; files: %s; network: %s%s",
+        isolation.level, " (WEAK, allowed by NADG_SANDBOX_ALLOW_WEAK=1)" if isolation.weak
+        else "", report["processes"], report["signals"], report["filesystem"],
+        report["network"], "" if subreaper else "; NOT a subreaper (orphans go to init)")
+    return isolation
+
+
+def _reap_forever(interval_s: float = 5.0) -> None:
+    """Between runs too: reap orphans that reach the worker (a keeper killed by its run)."""
+    while True:
+        time.sleep(interval_s)
+        try:
+            sandbox_procs.sweep_orphans()
+        except OSError as exc:  # never let the reaper thread die
+            logger.warning("sandbox reaper: %s", exc)
+
+
+# --- one run ------------------------------------------------------------------------------
+
 def _safe_env(home: str) -> dict[str, str]:
     env = {k: v for k in SAFE_ENV_VARS if (v := os.environ.get(k)) is not None}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8",
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
-
-
-def _tasks_of_uid(uid: int) -> int:
-    """How many processes/threads ``uid`` runs now (RLIMIT_NPROC counts threads)."""
-    import psutil
-
-    count = 0
-    for proc in psutil.process_iter(["uids", "num_threads"]):
-        info = proc.info
-        if info.get("uids") is not None and info["uids"].real == uid:
-            count += int(info.get("num_threads") or 1)
-    return count
 
 
 def _world_executable(path: str) -> bool:
@@ -147,97 +261,190 @@ def _world_executable(path: str) -> bool:
 
 
 @functools.cache
-def sandbox_interpreter(configured: str | None, drop_to_nobody: bool) -> str:
+def sandbox_interpreter(configured: str | None, other_uid: bool) -> str:
     """The Python the sandbox runs: ``configured``, else this one, else a system python3
-    that ``nobody`` can execute (when the worker is root and this interpreter sits in a
+    that any uid can execute (when the worker is root and this interpreter sits in a
     private directory such as /root/.pyenv)."""
     if configured:
         return configured
-    if not drop_to_nobody or _world_executable(sys.executable):
+    if not other_uid or _world_executable(sys.executable):
         return sys.executable
     for candidate in ("/usr/local/bin/python3", "/usr/bin/python3"):
         if _world_executable(candidate):
-            logger.warning("sandbox: %s is not executable by nobody; sandboxed code runs "
-                           "on %s (standard library only)", sys.executable, candidate)
+            logger.warning("sandbox: %s is not executable by other users; sandboxed code "
+                           "runs on %s (its own packages only)", sys.executable, candidate)
             return candidate
-    raise RuntimeError("no Python interpreter that the sandbox user 'nobody' can execute; "
+    raise RuntimeError("no Python interpreter that the sandbox's uid can execute; "
                        "set NADG_SANDBOX_PYTHON or run the worker as a non-root user")
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return
+@functools.cache
+def _read_paths(interpreter: str) -> tuple[str, ...]:
+    """What a run may read under Landlock: system folders and ``interpreter``'s own
+    prefix and import path (never the worker's source tree or its working folder)."""
+    probe = subprocess.run(
+        [interpreter, "-I", "-c",
+         "import json,sys;print(json.dumps([sys.prefix,sys.base_prefix,sys.exec_prefix]"
+         "+sys.path))"], capture_output=True, text=True, timeout=30, check=True,
+        env={"PATH": "/usr/bin:/bin"})
+    paths = [p for p in json.loads(probe.stdout) if p and os.path.exists(p)]
+    hidden = {str(Path(__file__).resolve().parents[1]), os.getcwd()}
+    real = os.path.dirname(os.path.realpath(interpreter))
+    allowed = [p for p in (*_SYSTEM_READ_PATHS, real, *paths) if p not in hidden]
+    return tuple(dict.fromkeys(allowed))
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float,
-          cancel: threading.Event | None) -> bool:
-    """Wait for ``proc`` until ``deadline`` or ``cancel``; True when it was cut short."""
-    while True:
-        remaining = deadline - time.monotonic()
-        step = remaining if cancel is None else min(remaining, 0.05)
+@functools.cache
+def _run_folder_root(other_uid: bool) -> str:
+    """Where run folders go: the temporary folder, or /tmp when a per-run uid could not
+    reach that one (a private $TMPDIR of a root worker)."""
+    root = tempfile.gettempdir()
+    if other_uid and not all(parent.stat().st_mode & stat.S_IXOTH
+                             for parent in (Path(root), *Path(root).parents)):
+        logger.warning("sandbox: %s is not reachable by per-run uids; run folders go to /tmp",
+                       root)
+        return "/tmp"
+    return root
+
+
+def _folder_bytes(path: str) -> int:
+    total = 0
+    with contextlib.suppress(OSError):
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def _exited(pidfd: int | None, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``proc`` to exit (woken at once through its pidfd)."""
+    if pidfd is None:
         try:
-            proc.wait(timeout=max(step, 0))
-            return False
+            proc.wait(timeout=timeout)
+            return True
         except subprocess.TimeoutExpired:
-            if remaining <= step or (cancel is not None and cancel.is_set()):
-                return True
+            return False
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout * 1000) + 1)))
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event | None,
+          workdir: str | None, disk_bytes: int) -> str | None:
+    """Wait for ``proc``; the reason it was cut short (``timeout``, ``cancel``, ``disk``)
+    or None when it ended by itself."""
+    pidfd = None
+    with contextlib.suppress(OSError, AttributeError):
+        pidfd = os.pidfd_open(proc.pid)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            step = remaining if cancel is None and workdir is None else \
+                min(remaining, DISK_POLL_S)
+            if _exited(pidfd, proc, step):
+                return None
+            if cancel is not None and cancel.is_set():
+                return "cancel"
+            if workdir is not None and _folder_bytes(workdir) > disk_bytes:
+                return "disk"
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask the keeper to kill its run (it cleans up below itself), then kill its group."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_GRACE_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _feed(proc: subprocess.Popen[bytes], job: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, OSError):
+        proc.stdin.write(job)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        proc.stdin.close()
 
 
 def run_python(code: str, input_value: Any, limits: SandboxLimits,
                cancel: threading.Event | None = None) -> SandboxOutcome:
     """Run ``code`` (with ``INPUT`` = ``input_value``) in the sandbox; never raises for
     anything the code does. Setting ``cancel`` kills the run early (as at the deadline)."""
-    as_root = os.geteuid() == 0
-    run_uid = NOBODY_UID if as_root else os.geteuid()
-    job_dir = tempfile.mkdtemp(prefix="nadg-py-")
+    return _run(current_isolation(), code, input_value, limits, cancel)
+
+
+def _run(isolation: Isolation, code: str, input_value: Any, limits: SandboxLimits,
+         cancel: threading.Event | None) -> SandboxOutcome:
+    uid = _pool.acquire() if isolation.run_uids else None
+    disk_bytes = limits.disk_bytes or int(_state.get("disk_bytes", DEFAULT_DISK_BYTES))
+    workdir = None
+    result_r = result_w = -1
     try:
-        shutil.copyfile(RUNNER, f"{job_dir}/runner.py")
+        interpreter = sandbox_interpreter(limits.interpreter, uid is not None)
+        if not isolation.namespaces:
+            workdir = tempfile.mkdtemp(prefix=f"{sandbox_procs.RUN_DIR_PREFIX}{os.getpid()}-",
+                                       dir=_run_folder_root(uid is not None))
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+        home = workdir or "/tmp"
         cpu = math.ceil(limits.timeout_s) + 1  # the wall clock should strike first
-        nproc = _tasks_of_uid(run_uid) + limits.max_procs
-        job = {"code": code, "input": input_value}
-        Path(job_dir, "job.json").write_text(json.dumps(job), encoding="utf-8")
-        if as_root:
-            for path in (job_dir, f"{job_dir}/runner.py", f"{job_dir}/job.json"):
-                os.chown(path, NOBODY_UID, NOBODY_UID)
-        prelude = (
-            "import resource as r,runpy,sys;"
-            f"[r.setrlimit(k,(v,v)) for k,v in ((r.RLIMIT_CPU,{cpu}),"
-            f"(r.RLIMIT_AS,{limits.memory_bytes}),(r.RLIMIT_FSIZE,{limits.file_bytes}),"
-            f"(r.RLIMIT_NPROC,{nproc}),(r.RLIMIT_CORE,0))];"
-            "sys.argv=['runner.py',sys.argv[1]];runpy.run_path('runner.py',run_name='__main__')"
-        )
+        # with namespaces or a per-run uid, the count is this run's alone: exact
+        nproc = limits.max_procs + 1 if isolation.namespaces or uid is not None else \
+            _tasks_of_uid(os.geteuid()) + limits.max_procs
+        result_r, result_w = os.pipe()
+        config = {
+            "nadg_sandbox": 1, "parent_pid": os.getpid(), "result_fd": result_w,
+            "namespaces": isolation.namespaces, "allow_network": isolation.allow_network,
+            "landlock": isolation.landlock_abi, "disk_bytes": disk_bytes,
+            "workdir": home, "hidden_paths": [str(Path(__file__).resolve().parents[1])],
+            "read_paths": list(_read_paths(interpreter)) if isolation.landlock_abi else [],
+            "limits": {"cpu": cpu, "as": limits.memory_bytes, "fsize": limits.file_bytes,
+                       "nproc": nproc, "core": 0},
+        }
         start = time.monotonic()
-        proc = subprocess.Popen(
-            [sandbox_interpreter(limits.interpreter, as_root), "-I", "-c", prelude, job_dir],
-            cwd=job_dir, env=_safe_env(job_dir), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            user=run_uid if as_root else None, group=run_uid if as_root else None,
-            extra_groups=[] if as_root else None, close_fds=True,
-        )
+        with sandbox_procs.spawning() as live:
+            proc = subprocess.Popen(
+                [interpreter, "-I", "-c", runner_code(), json.dumps(config)],
+                cwd=workdir or "/", env=_safe_env(home), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                user=uid, group=uid, extra_groups=[] if uid is not None else None,
+                close_fds=True, pass_fds=(result_w,),
+            )
+            live.add(proc.pid)
+        os.close(result_w)
+        result_w = -1
         assert proc.stdout is not None and proc.stderr is not None  # PIPE was given
         readers = [_CappedReader(proc.stdout, limits.output_bytes),
-                   _CappedReader(proc.stderr, limits.output_bytes)]
+                   _CappedReader(proc.stderr, limits.output_bytes),
+                   _CappedReader(os.fdopen(result_r, "rb"), limits.result_bytes)]
+        result_r = -1
         for reader in readers:
             reader.start()
-        timed_out = _wait(proc, start + limits.timeout_s, cancel)
-        _kill_group(proc.pid)
+        _feed(proc, json.dumps({"code": code, "input": input_value}).encode())
+        cut = _wait(proc, start + limits.timeout_s, cancel, workdir, disk_bytes)
+        if cut is not None:
+            _stop(proc)
         exit_code = proc.wait()
-        timed_out = timed_out or exit_code == -signal.SIGXCPU  # out of CPU seconds
+        sandbox_procs.finished(proc.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group
+        if uid is not None:
+            _pool.clean(uid, files=not isolation.namespaces and not isolation.landlock_abi)
+        sandbox_procs.sweep_orphans()
+        timed_out = cut == "timeout" or exit_code == -signal.SIGXCPU  # out of CPU seconds
         for reader in readers:
             reader.join(timeout=2.0)
-        proc.stdout.close()
-        proc.stderr.close()
+        for stream in (proc.stdout, proc.stderr, readers[2].stream):
+            stream.close()
         duration_ms = (time.monotonic() - start) * 1000
-        result, result_error = None, None
-        result_file = Path(job_dir, "result.json")
-        if result_file.is_file():
-            try:
-                data = json.loads(result_file.read_text(encoding="utf-8"))
-                result, result_error = data.get("result"), data.get("result_error")
-            except (ValueError, OSError, AttributeError) as exc:
-                result_error = f"could not read RESULT: {exc}"
+        result, result_error = _result(readers[2], cut, disk_bytes, limits.result_bytes)
         return SandboxOutcome(
             exit_code=exit_code, stdout=readers[0].text(), stderr=readers[1].text(),
             stdout_truncated=readers[0].truncated, stderr_truncated=readers[1].truncated,
@@ -245,4 +452,38 @@ def run_python(code: str, input_value: Any, limits: SandboxLimits,
             duration_ms=duration_ms,
         )
     finally:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        for fd in (result_r, result_w):
+            if fd >= 0:
+                os.close(fd)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if uid is not None:
+            _pool.release(uid)
+
+
+def _result(reader: _CappedReader, cut: str | None, disk_bytes: int,
+            result_bytes: int) -> tuple[Any, str | None]:
+    if cut == "disk":
+        return None, (f"the run wrote more than {disk_bytes} bytes to its folder and was "
+                      "killed")
+    if reader.truncated:
+        return None, f"RESULT is larger than {result_bytes} bytes"
+    if not reader.kept:
+        return None, None
+    try:
+        data = json.loads(reader.kept)
+        return data.get("result"), data.get("result_error")
+    except (ValueError, AttributeError) as exc:
+        return None, f"could not read RESULT: {exc}"
+
+
+def _tasks_of_uid(uid: int) -> int:
+    """How many processes/threads ``uid`` runs now (RLIMIT_NPROC counts threads)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                fields = sandbox_procs.status_fields(entry)
+                if fields.get("Uid", "").split()[:1] == [str(uid)]:
+                    count += int(fields.get("Threads", "1"))
+    return count

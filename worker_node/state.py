@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from worker_node.device import Placement
 from worker_node.heads import HeadCache
 from worker_node.metrics import WorkerMetrics
 from worker_node.models import ModelCache
@@ -23,6 +24,7 @@ class WorkerState:
     models: ModelCache
     heads: HeadCache
     runner: SubtaskRunner
+    placement: Placement = field(default_factory=Placement)
     started_at: float = field(default_factory=time.monotonic)
     registered_id: int | None = None
 

@@ -10,12 +10,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from nexus_common.signing import SigningAuth
 from tests.support.servers import serve_app
 from worker_node.main import create_app
 from worker_node.settings import WorkerSettings
 
-TOKEN = "worker-test-token-7f3a"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TOKEN = "worker-test-grid-secret-7f3a-0123456789abcdef"
+#: Signs every request for the worker it goes to: ``httpx.Client(auth=AUTH)``.
+AUTH = SigningAuth(TOKEN)
 SENTENCES = [
     "The invoice was charged twice this month.",
     "The app crashes when I open the settings page.",
@@ -29,7 +31,10 @@ def make_settings(**overrides: Any) -> WorkerSettings:
     values: dict[str, Any] = {"NADG_AUTH_TOKEN": TOKEN, "WORKER_ID": "test-worker",
                               "NADG_CAPACITY": 2, "NADG_QUEUE_SIZE": 4,
                               "NADG_SANDBOX_MEMORY_MB": 256,
-                              "NADG_MAX_BODY_BYTES": 512 * 1024, "NADG_REGISTER": False}
+                              "NADG_MAX_BODY_BYTES": 512 * 1024, "NADG_REGISTER": False,
+                              # the shared worker sees many deliberately unauthenticated
+                              # requests; the throttle tests use the default budget
+                              "NADG_AUTH_FAIL_BURST": 100}
     values.update(overrides)
     return WorkerSettings(**values)
 
@@ -57,7 +62,7 @@ def worker_url(worker_app: FastAPI) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def client(worker_url: str) -> Iterator[httpx.Client]:
     """An authenticated client of the shared worker."""
-    with httpx.Client(base_url=worker_url, headers=AUTH, timeout=120.0) as c:
+    with httpx.Client(base_url=worker_url, auth=AUTH, timeout=120.0) as c:
         yield c
 
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import httpx
 
+from nexus_common.protocol import AUTH_HEADER, ResultStatus, Subtask, SubtaskKind, SubtaskResult
 from tests.worker.conftest import AUTH, TOKEN, subtask
 from worker_node.executors.noop import NoopExecutor
 from worker_node.metrics import WorkerMetrics
-from worker_node.protocol import AUTH_HEADER, ResultStatus, Subtask, SubtaskKind, SubtaskResult
 from worker_node.runner import SubtaskRunner
 
 NOOP = subtask("noop", {"echo": {"x": 1}})
@@ -23,52 +23,36 @@ def test_health_needs_no_token_and_reports_capacity(worker_url: str) -> None:
     assert body["uptime_s"] >= 0
 
 
-def test_execute_without_token_is_401(worker_url: str) -> None:
+def test_execute_without_a_signature_is_401(worker_url: str) -> None:
     response = httpx.post(f"{worker_url}/execute", json=NOOP)
     assert response.status_code == 401
-    assert "missing token" in response.json()["error"]
+    assert "signed" in response.json()["error"]
 
 
-def test_execute_with_wrong_token_is_403(worker_url: str) -> None:
-    for headers in ({"Authorization": "Bearer nope"}, {AUTH_HEADER: "nope"}):
+def test_bearer_tokens_are_refused_without_compat_mode(worker_url: str) -> None:
+    # the right token in the original headers: refused (it could be replayed anywhere)
+    for headers in ({"Authorization": f"Bearer {TOKEN}"}, {AUTH_HEADER: TOKEN}):
         response = httpx.post(f"{worker_url}/execute", json=NOOP, headers=headers)
-        assert response.status_code == 403
-        assert "wrong token" in response.json()["error"]
+        assert response.status_code == 401
+        assert "NADG_COMPAT_V1=1" in response.json()["error"]
 
 
-def test_both_header_forms_are_accepted(worker_url: str) -> None:
-    for headers in (AUTH, {AUTH_HEADER: TOKEN}):
-        response = httpx.post(f"{worker_url}/execute", json=NOOP, headers=headers)
-        assert response.status_code == 200
-        result = SubtaskResult.model_validate(response.json())
-        assert result.ok and result.output is not None
-        assert result.output["echo"] == {"x": 1}
-
-
-def test_grid_header_is_accepted_beside_a_proxy_bearer(worker_url: str) -> None:
-    # a private Space's proxy wants its own token in Authorization; the grid's token
-    # then travels in X-NADG-AUTH and must not be shadowed by the other credential
-    headers = {"Authorization": "Bearer hf_proxy_token", AUTH_HEADER: TOKEN}
-    response = httpx.post(f"{worker_url}/execute", json=NOOP, headers=headers)
+def test_a_signed_request_is_served(worker_url: str) -> None:
+    response = httpx.post(f"{worker_url}/execute", json=NOOP, auth=AUTH)
     assert response.status_code == 200
-    assert response.json()["status"] == "completed"
-    both_wrong = {"Authorization": "Bearer hf_proxy_token", AUTH_HEADER: "nope"}
-    assert httpx.post(f"{worker_url}/execute", json=NOOP,
-                      headers=both_wrong).status_code == 403
+    result = SubtaskResult.model_validate(response.json())
+    assert result.ok and result.output is not None
+    assert result.output["echo"] == {"x": 1}
 
 
-def test_a_body_without_the_token_is_refused_before_it_is_read(worker_url: str) -> None:
-    # not parsed (no 422 for broken JSON), not even read: 401/403 first
+def test_a_body_without_a_signature_is_refused_before_it_is_read(worker_url: str) -> None:
+    # not parsed (no 422 for broken JSON), not even read: 401 first
     broken = b'{"id": "x", "payload": ' + b"[" * 1000
     response = httpx.post(f"{worker_url}/execute", content=broken,
                           headers={"Content-Type": "application/json"})
     assert response.status_code == 401
-    assert "missing token" in response.json()["error"]
-    assert response.headers["WWW-Authenticate"] == "Bearer"
-    response = httpx.post(f"{worker_url}/execute/batch", content=broken,
-                          headers={"Content-Type": "application/json", AUTH_HEADER: "nope"})
-    assert response.status_code == 403
-    assert "wrong token" in response.json()["error"]
+    assert "signed" in response.json()["error"]
+    assert response.headers["WWW-Authenticate"] == "NADG-HMAC-SHA256"
 
 
 def test_status_and_metrics_need_the_token(worker_url: str) -> None:

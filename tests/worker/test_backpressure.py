@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from nexus_common.protocol import ResultStatus, Subtask, SubtaskKind
 from tests.support.servers import serve_app
 from tests.support.waiting import async_wait_until
 from tests.worker.conftest import AUTH, make_settings, subtask
@@ -16,7 +17,6 @@ from worker_node.executors.noop import NoopExecutor
 from worker_node.executors.python import PythonExecutor
 from worker_node.main import create_app
 from worker_node.metrics import WorkerMetrics
-from worker_node.protocol import ResultStatus, Subtask, SubtaskKind
 from worker_node.runner import SubtaskRunner, WorkerBusy
 
 
@@ -28,7 +28,7 @@ async def _health(client: httpx.AsyncClient) -> dict[str, Any]:
 async def test_full_worker_answers_503_with_retry_after() -> None:
     app = create_app(make_settings(NADG_CAPACITY=1, NADG_QUEUE_SIZE=0))
     with serve_app(app) as url:
-        async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=30) as client:
             long = asyncio.create_task(client.post("/execute", json=subtask(
                 "noop", {"sleep_ms": 60_000}, sid="long", timeout_s=1.5)))
             await async_wait_until(lambda: _running(client, 1), what="the long noop to run")
@@ -49,7 +49,7 @@ async def test_full_worker_answers_503_with_retry_after() -> None:
 async def test_queue_of_one_holds_one_then_refuses() -> None:
     app = create_app(make_settings(NADG_CAPACITY=1, NADG_QUEUE_SIZE=1))
     with serve_app(app) as url:
-        async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=30) as client:
             first = asyncio.create_task(client.post("/execute", json=subtask(
                 "noop", {"sleep_ms": 400}, sid="first")))
             await async_wait_until(lambda: _running(client, 1), what="first to run")
@@ -73,7 +73,7 @@ async def _running(client: httpx.AsyncClient, n: int) -> bool:
 async def test_health_answers_fast_while_inference_runs(worker_url: str) -> None:
     texts = [f"text {i}: " + "several words about an important subject " * 25
              for i in range(48)]
-    async with httpx.AsyncClient(base_url=worker_url, headers=AUTH, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=worker_url, auth=AUTH, timeout=120) as client:
         warm = await client.post("/execute", json=subtask("embed", {"texts": ["warm"]}))
         assert warm.json()["status"] == "completed"
         job = asyncio.create_task(client.post("/execute", json=subtask(

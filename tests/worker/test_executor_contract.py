@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from nexus_common.protocol import Subtask, SubtaskKind
 from worker_node.executors.base import ExecutionContext, Executor
-from worker_node.protocol import Subtask, SubtaskKind
 
 SAMPLES: dict[SubtaskKind, dict[str, Any]] = {
     SubtaskKind.NOOP: {"echo": [1, "two"]},

@@ -144,10 +144,10 @@ def test_inference_past_its_timeout_is_a_timeout_result(client: httpx.Client) ->
 
 @pytest.mark.parametrize("why", ["deadline", "cancelled"])
 def test_embedding_stops_between_batches_once_out_of_time(why: str) -> None:
+    from nexus_common.protocol import EmbedPayload
     from worker_node.executors.base import ExecutionContext, SubtaskTimedOut
     from worker_node.executors.embed import EmbedExecutor
     from worker_node.models import ModelCache
-    from worker_node.protocol import EmbedPayload
 
     executor = EmbedExecutor(ModelCache(1), None, batch_size=2)
     texts = [f"sentence number {i}" for i in range(5)]

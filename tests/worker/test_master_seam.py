@@ -7,12 +7,12 @@ import asyncio
 import httpx
 import pytest
 
-from master_app.worker_client import WorkerAuthError, WorkerBusy, WorkerClient
+from master_app.dispatch import WorkerAuthError, WorkerBusy, WorkerClient
+from nexus_common.protocol import Subtask
 from tests.support.servers import serve_app
 from tests.support.waiting import async_wait_until
 from tests.worker.conftest import TOKEN, make_settings
 from worker_node.main import create_app
-from worker_node.protocol import Subtask
 
 
 def _noop(sid: str, timeout_s: float = 5.0, **payload: object) -> Subtask:
@@ -31,7 +31,8 @@ async def test_worker_client_round_trip(worker_url: str) -> None:
                                                           for i in range(3)])
         assert [r.output["echo"] for r in results if r.output] == [0, 1, 2]
         with pytest.raises(WorkerAuthError):
-            await WorkerClient(http, "wrong").execute(worker_url, _noop("x"))
+            await WorkerClient(http, "wrong-grid-secret-" + "x" * 32).execute(
+                worker_url, _noop("x"))
 
 
 async def test_worker_client_sees_busy_with_retry_after() -> None:

@@ -22,7 +22,7 @@ from tests.support.waiting import wait_until
 from tests.worker.conftest import AUTH, TOKEN, subtask
 
 ADMIN_DSN = os.environ.get("NADG_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-SECRETS = {"GEMINI_API_KEY": "gemini-secret-123", "SUPABASE_SERVICE_KEY": "sb-secret-456"}
+SECRETS = {"GEMINI_API_KEY": "gemini-secret-123", "HF_TOKEN": "hf-secret-456"}
 STRIPPED = ("NADG_AUTH_TOKEN", "NADG_ALLOW_INSECURE", "DATABASE_URL", "SUPABASE_URL",
             "NADG_REGISTRY", "NADG_PUBLIC_URL", "SPACE_HOST")
 
@@ -107,10 +107,10 @@ def test_container_command_registers_pings_hides_secrets_and_drains(
         wait_until(lambda: (n := store.find_worker(public_url)) is not None
                    and n.last_ping is not None and n.last_ping > first_ping,
                    timeout=30, what="a later ping")
-        status = httpx.get(f"{worker.url}/status", headers=AUTH, timeout=30).json()
+        status = httpx.get(f"{worker.url}/status", auth=AUTH, timeout=30).json()
         assert status["registered_id"] == node.id
 
-        body = httpx.post(f"{worker.url}/execute", headers=AUTH, timeout=30, json=subtask(
+        body = httpx.post(f"{worker.url}/execute", auth=AUTH, timeout=30, json=subtask(
             "python", {"code": "import os\nRESULT = dict(os.environ)"})).json()
         assert body["status"] == "completed", body
         leaked = str(body["output"]["result"])

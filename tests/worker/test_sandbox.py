@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -86,20 +85,25 @@ def test_environment_holds_no_secrets(client: httpx.Client) -> None:
                         "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops to 'nobody' only from root")
 def test_writing_outside_its_directory_fails(client: httpx.Client, tmp_path: Path) -> None:
+    if client.get("/status").json()["sandbox"]["weak"]:
+        pytest.skip("a weak sandbox level writes what the worker can (documented)")
     target = tmp_path / "escaped.txt"
     code = (f"open('inside.txt', 'w').write('ok')\n"
             f"open({str(target)!r}, 'w').write('pwned')")
     out = run(client, code)["output"]
     assert out["exit_code"] == 1
-    assert "PermissionError" in out["stderr"]
+    # a private /tmp (namespaces) does not have the folder; Landlock or another uid refuse
+    assert any(error in out["stderr"] for error in
+               ("PermissionError", "FileNotFoundError", "Read-only file system"))
     assert not target.exists()
 
 
 def test_each_run_gets_a_fresh_directory(client: httpx.Client) -> None:
     first = run(client, "import os\nopen('mark', 'w').write('1')\nRESULT = os.getcwd()")
     second = run(client, "import os\nRESULT = [os.getcwd(), os.listdir('.')]")
-    assert first["output"]["result"] != second["output"]["result"][0]
     assert "mark" not in second["output"]["result"][1]
-    assert not Path(first["output"]["result"]).exists()
+    # with namespaces both see a private tmpfs at /tmp; otherwise each a new host folder
+    folder = first["output"]["result"]
+    assert folder == "/tmp" or (folder != second["output"]["result"][0]
+                                and not Path(folder).exists())

@@ -1,8 +1,9 @@
 """The sandbox as a non-root worker runs it (uid 1000 on a Space: no privilege drop).
 
 When the tests run as root, the sandbox is driven from a process demoted to ``nobody``
-(on the system python3 with this venv's packages on PYTHONPATH), so the non-root path,
-where rlimits and the process-group kill are the whole protection, is exercised too.
+(on the system python3 with this venv's packages on PYTHONPATH), so the non-root path is
+exercised too: no per-run uid there, the isolation comes from namespaces or Landlock
+(tests/security/ attacks real non-root workers at every level).
 """
 
 from __future__ import annotations

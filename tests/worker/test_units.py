@@ -14,7 +14,8 @@ import pytest
 from database.backends.sqlite import SqliteStore
 from database.models import WorkerNode, WorkerStatus
 from database.store import StoreUnavailable, WorkerNotFound
-from tests.support.servers import serve_app
+from nexus_common.protocol import HeadSpec
+from tests.support.servers import free_port, serve_app
 from tests.support.waiting import wait_until
 from tests.worker.conftest import AUTH, make_settings
 from worker_node.executors.base import SubtaskRejected
@@ -22,7 +23,6 @@ from worker_node.hardening import is_dumpable
 from worker_node.heads import HeadCache, HeadError, decode_head
 from worker_node.main import create_app
 from worker_node.models import ModelCache
-from worker_node.protocol import HeadSpec
 from worker_node.registration import SelfRegistration
 from worker_node.runtime import torch_threads_for
 from worker_node.settings import InsecureStartRefused, WorkerSettings
@@ -146,11 +146,12 @@ def test_registry_failure_is_not_fatal() -> None:
     def broken() -> SqliteStore:
         raise StoreUnavailable("cannot reach Postgres: check DATABASE_URL")
 
-    settings = make_settings(NADG_REGISTER=True, NADG_PUBLIC_URL="http://127.0.0.1:1",
+    port = free_port()  # the worker answers signed requests only for its public URL
+    settings = make_settings(NADG_REGISTER=True, NADG_PUBLIC_URL=f"http://127.0.0.1:{port}",
                              NADG_PING_INTERVAL_S=0.05)
-    with serve_app(create_app(settings, registry_factory=broken)) as url:
+    with serve_app(create_app(settings, registry_factory=broken), port=port) as url:
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
-        status = httpx.get(f"{url}/status", headers=AUTH).json()
+        status = httpx.get(f"{url}/status", auth=AUTH).json()
         assert status["registered_id"] is None
         assert status["models_loaded"] == []  # /health and /status never load a model
     assert not is_dumpable()
@@ -226,13 +227,15 @@ def test_a_late_registration_shows_in_status(tmp_path: Path) -> None:
             raise StoreUnavailable("cannot reach Postgres: check DATABASE_URL")
         return store
 
-    settings = make_settings(NADG_REGISTER=True, NADG_PUBLIC_URL="http://127.0.0.1:8",
+    port = free_port()  # the worker answers signed requests only for its public URL
+    public_url = f"http://127.0.0.1:{port}"
+    settings = make_settings(NADG_REGISTER=True, NADG_PUBLIC_URL=public_url,
                              NADG_PING_INTERVAL_S=0.05)
-    with serve_app(create_app(settings, registry_factory=flaky)) as url:
-        node = wait_until(lambda: store.find_worker("http://127.0.0.1:8"), what="registration")
+    with serve_app(create_app(settings, registry_factory=flaky), port=port) as url:
+        node = wait_until(lambda: store.find_worker(public_url), what="registration")
 
         def shown() -> bool:
-            body = httpx.get(f"{url}/status", headers=AUTH).json()
+            body = httpx.get(f"{url}/status", auth=AUTH).json()
             return bool(body["registered_id"] == node.id)
 
         wait_until(shown, what="/status to show the late registration")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from worker_node.protocol import SubtaskKind
+from nexus_common.protocol import SubtaskKind
 
 
 class SubtaskRejected(Exception):

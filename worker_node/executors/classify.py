@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexus_common.protocol import ClassifyPayload, SubtaskKind
+from worker_node.device import Placement
 from worker_node.executors.base import ExecutionContext
 from worker_node.executors.embed import encode_in_time, load_encoder
 from worker_node.heads import HeadCache, HeadError
 from worker_node.models import ModelCache
-from worker_node.protocol import ClassifyPayload, SubtaskKind
 
 
 class ClassifyExecutor:
@@ -21,8 +22,9 @@ class ClassifyExecutor:
     kind = SubtaskKind.CLASSIFY
 
     def __init__(self, models: ModelCache, heads: HeadCache, default_model: str | None,
-                 batch_size: int) -> None:
+                 batch_size: int, placement: Placement | None = None) -> None:
         self.models = models
+        self.placement = placement or Placement()
         self.heads = heads
         self.default_model = default_model
         self.batch_size = batch_size
@@ -36,7 +38,8 @@ class ClassifyExecutor:
                 head = self.heads.resolve(payload.head)
             except HeadError as exc:
                 raise ValueError(str(exc)) from exc
-            encoder = load_encoder(self.models, payload.model or head.model, self.default_model)
+            encoder = load_encoder(self.models, payload.model or head.model,
+                                   self.default_model, self.placement)
             if encoder.dim != head.dim:
                 raise ValueError(f"head expects {head.dim}-d embeddings but encoder "
                                  f"{encoder.name} gives {encoder.dim}-d")
@@ -46,7 +49,8 @@ class ClassifyExecutor:
             scores = torch.softmax(emb @ head.weight.T + head.bias, dim=1)
             mode = "head"
         else:
-            encoder = load_encoder(self.models, payload.model, self.default_model)
+            encoder = load_encoder(self.models, payload.model, self.default_model,
+                                   self.placement)
             names = list(payload.labels)
             descriptions = payload.label_descriptions or {}
             label_texts = [descriptions.get(name, name) for name in names]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nexus_common.protocol import NoopPayload, SubtaskKind
 from worker_node.executors.base import ExecutionContext, SubtaskTimedOut
-from worker_node.protocol import NoopPayload, SubtaskKind
 
 
 class NoopExecutor:

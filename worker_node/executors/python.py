@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from nexus_common.protocol import PythonPayload, SubtaskKind
 from worker_node.executors.base import ExecutionContext, SubtaskTimedOut
-from worker_node.protocol import PythonPayload, SubtaskKind
 from worker_node.sandbox import SandboxLimits, run_python
 
 logger = logging.getLogger(__name__)

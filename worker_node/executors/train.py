@@ -5,21 +5,22 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from nexus_common.protocol import SubtaskKind, TrainPayload
+from worker_node.device import Placement
 from worker_node.executors.base import ExecutionContext, SubtaskRejected
 from worker_node.executors.embed import load_encoder
 from worker_node.models import ModelCache
-from worker_node.protocol import SubtaskKind, TrainPayload
 
 if TYPE_CHECKING:
     import torch
 
-    from worker_node.training.encoder import Embedder
+    from nexus_common.training.encoder import Embedder
 
 logger = logging.getLogger(__name__)
 
 
 class TrainExecutor:
-    """Runs :func:`worker_node.training.local.train_local` for one ``TrainPayload``.
+    """Runs :func:`nexus_common.training.local.train_local` for one ``TrainPayload``.
 
     Output: ``{"delta": WeightsBlob (as JSON), "num_samples", "loss", "steps", "train_ms",
     "delta_bytes"}``. Weights that do not fit the spec, or a corrupt blob, are rejected
@@ -28,30 +29,32 @@ class TrainExecutor:
 
     kind = SubtaskKind.TRAIN
 
-    def __init__(self, models: ModelCache | None = None, default_model: str | None = None) -> None:
+    def __init__(self, models: ModelCache | None = None, default_model: str | None = None,
+                 placement: Placement | None = None) -> None:
         self.models = models
         self.default_model = default_model
+        self.placement = placement or Placement()
         self._embedder: Embedder | None = None
 
     def _embed(self, texts: list[str], name: str | None) -> torch.Tensor:
         if self._embedder is None:
-            from worker_node.training.encoder import memoised
+            from nexus_common.training.encoder import memoised
 
             models = self.models
             if models is None:
-                from worker_node.training.encoder import default_embedder
+                from nexus_common.training.encoder import default_embedder
 
                 self._embedder = default_embedder
             else:
                 self._embedder = memoised(
-                    lambda n: load_encoder(models, n, self.default_model))
+                    lambda n: load_encoder(models, n, self.default_model, self.placement))
         return self._embedder(texts, name)
 
     def run(self, payload: Any, ctx: ExecutionContext) -> dict[str, Any]:
         """Train locally and encode the delta in ``payload.hyper.delta_codec``."""
-        from worker_node.training.codec import CodecError, decode, encode, wire_bytes
-        from worker_node.training.families import WeightsMismatch
-        from worker_node.training.local import train_local
+        from nexus_common.training.codec import CodecError, decode, encode, wire_bytes
+        from nexus_common.training.families import WeightsMismatch
+        from nexus_common.training.local import train_local
 
         if not isinstance(payload, TrainPayload):
             raise SubtaskRejected(f"train executor got a {type(payload).__name__}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from nexus_common.protocol import MAX_BATCH, Subtask, SubtaskResult
 from worker_node.deps import AuthDep, StateDep
-from worker_node.protocol import MAX_BATCH, Subtask, SubtaskResult
 
 router = APIRouter(dependencies=[AuthDep])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from nexus_common.protocol import HealthResponse
 from worker_node.deps import StateDep
-from worker_node.protocol import HealthResponse
 from worker_node.state import VERSION
 
 router = APIRouter()
@@ -18,5 +18,6 @@ async def health(state: StateDep) -> HealthResponse:
     return HealthResponse(
         status="ok" if runner.has_room() else "degraded", worker_id=state.settings.worker_id,
         version=VERSION, uptime_s=round(state.uptime_s, 3), running=runner.running,
-        capacity=runner.capacity, queued=runner.queued,
+        capacity=runner.capacity, queued=runner.queued, kinds=runner.supported_kinds(),
+        device=state.placement.device,
     )

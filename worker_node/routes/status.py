@@ -9,11 +9,16 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from nexus_common.protocol import PROTOCOL_VERSION, SubtaskKind
 from worker_node.deps import AuthDep, StateDep
-from worker_node.protocol import PROTOCOL_VERSION, SubtaskKind
+from worker_node.sandbox import sandbox_report
+from worker_node.settings import DEFAULT_GENERATE_MODEL, WorkerSettings
 from worker_node.state import VERSION
 
 router = APIRouter(dependencies=[AuthDep])
+
+#: How /status names the embedded encoder (its path differs on every host).
+EMBEDDED_ENCODER = "all-MiniLM-L6-v2 (embedded)"
 
 
 def _gpu() -> dict[str, Any] | None:
@@ -25,6 +30,13 @@ def _gpu() -> dict[str, Any] | None:
     free, total = torch.cuda.mem_get_info(index)
     return {"name": torch.cuda.get_device_name(index), "count": torch.cuda.device_count(),
             "memory_used_bytes": int(total - free), "memory_total_bytes": int(total)}
+
+
+def advertised_models(settings: WorkerSettings) -> dict[str, str]:
+    """The model each model-using kind runs when a subtask names none."""
+    encoder = settings.embed_model or EMBEDDED_ENCODER
+    return {"embed": encoder, "classify": encoder, "train": encoder,
+            "generate": settings.generate_model or DEFAULT_GENERATE_MODEL}
 
 
 @functools.cache
@@ -51,6 +63,8 @@ async def worker_status(state: StateDep) -> dict[str, Any]:
         "unsupported_kinds": sorted(k.value for k in SubtaskKind if k.value not in supported),
         "capacity": runner.capacity, "queue_size": runner.queue_size,
         "running": runner.running, "queued": runner.queued,
+        "device": state.placement.device, "dtype": state.placement.dtype,
+        "models": advertised_models(state.settings),
         "models_loaded": state.models.loaded(), "model_load_s": dict(state.models.load_seconds),
         "heads_cached": state.heads.refs(),
         "counters": dict(runner.counts),
@@ -61,6 +75,7 @@ async def worker_status(state: StateDep) -> dict[str, Any]:
             "memory_total_bytes": psutil.virtual_memory().total,
             "load_avg": list(os.getloadavg()), "gpu": _gpu(),
         },
+        "sandbox": sandbox_report(),
         "registered_id": state.registered_id,
         "public_url": state.settings.resolved_public_url,
     }
