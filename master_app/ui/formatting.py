@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -100,7 +101,7 @@ def task_rows(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
         summary = t.result_summary or {}
         rows.append(
             {
-                "id": t.id,
+                "id": short_id(t.id),
                 "status": str(t.status),
                 "command": t.command if len(t.command) <= 80 else t.command[:77] + "...",
                 "created": t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -111,3 +112,75 @@ def task_rows(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+#: How many characters of a task id a table shows (enough to tell tasks apart at a glance;
+#: the full id is in the task's own view and its downloads).
+SHORT_ID = 8
+
+
+def short_id(task_id: str) -> str:
+    """The first :data:`SHORT_ID` characters of an id (no horizontal scrolling in tables)."""
+    return task_id[:SHORT_ID]
+
+
+#: Internal words of error messages, as a person on the page reads them.
+_PLAIN_WORDS = (
+    ("give a data file (--data FILE or an upload)", "upload a data file"),
+    ("invalid params for ", "the parameters of "),
+    ("(--data FILE or an upload)", "(upload a data file)"),
+    ("--data FILE", "a data file"),
+    ("Value error, ", ""),
+    ("Input should be a valid list", "should be a list, e.g. [\"a\", \"b\"]"),
+    ("Input should be a valid dictionary", "should be a JSON object {...}"),
+    ("Input should be a valid string", "should be text"),
+    ("Input should be a valid integer", "should be a whole number"),
+    ("Field required", "is missing"),
+    ("Extra inputs are not permitted", "is not a known field"),
+    ("Input should be ", "should be "),
+)
+
+
+def _plain_location(match: re.Match[str]) -> str:
+    """``subtasks.0.python.code`` -> ``subtask 1, code``."""
+    parts = match.group(1).split(".")
+    words: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part == "subtasks" and i + 1 < len(parts) and parts[i + 1].isdigit():
+            words.append(f"subtask {int(parts[i + 1]) + 1}")
+            i += 2
+            if i < len(parts) and parts[i] in _KINDS:
+                i += 1  # the union's tag repeats the kind: say it once
+            continue
+        words.append(part)
+        i += 1
+    return ", ".join(words) + ":"
+
+
+_KINDS = ("python", "embed", "classify", "generate", "train", "noop")
+_LOCATION = re.compile(r"\b((?:subtasks\.\d+(?:\.\w+)+)|(?:reduce\.\w+(?:\.\w+)*))\s*:")
+
+
+def humanise_error(message: str) -> str:
+    """An error as a person reads it: no pydantic prefixes (``plan: Value error, ...``),
+    no empty locations (``: :``), data-file wording instead of CLI flags, field paths in
+    words (``subtasks.0.python.code`` -> ``subtask 1, code``)."""
+    text = re.sub(r"\bplan:\s*(?=Value error, )", "", str(message))
+    for jargon, plain in _PLAIN_WORDS:
+        text = text.replace(jargon, plain)
+    text = re.sub(r":\s*:\s*", ": ", text)
+    text = _LOCATION.sub(_plain_location, text)
+    text = re.sub(r"[ \t]+\n", "\n", text).strip()
+    return text[:1].upper() + text[1:] if text else text
+
+
+def error_markdown(message: str) -> str:
+    """Markdown for ``st.error``: the first line as text, any further lines (a help table)
+    in a code block so that their line breaks and alignment survive."""
+    text = humanise_error(message)
+    first, _, rest = text.partition("\n")
+    if not rest.strip():
+        return first
+    return f"{first}\n\n```text\n{rest.strip(chr(10))}\n```"

@@ -1,45 +1,101 @@
-"""The Run a task page: command, data, plan (editable, shown before it runs), Run, progress.
+"""The Run a task page: command, data, plan (as cards, editable, shown before it runs), Run,
+the live view, the results.
 
-Session state keys (one browser session):
+Session state keys (one browser session); they outlive a visit to another page:
 
-- ``run_dataset``: the loaded :class:`~master_app.intake.Dataset` (or None) and its file key
-- ``run_plan``: the plan proposed by the planner, with the planner's name and reason
+- ``run_command`` (the command box; kept in ``_run_command`` while another page shows)
+- ``run_dataset``: the loaded data (:class:`LoadedData`), kept until another file replaces
+  it or the person removes it
+- ``run_plan``: the plan proposed by the planner (or loaded from a file), with the command,
+  data and planner it was made for: if any of them changes, the plan is stale and Run is
+  disabled until the person plans again
 - ``run_task_id``: the task this session started last (its background run is in
   :func:`~master_app.ui.resources.get_runs`)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from database.store import StoreError
 from master_app.ui import jobs_api
+from master_app.ui.auth import can_operate
+from master_app.ui.formatting import error_markdown
+from master_app.ui.live_view import live_ui
+from master_app.ui.plan_view import plan_json_editor_ui, plan_preview_ui
 from master_app.ui.resources import get_runs, get_settings, get_store
 from master_app.ui.results_view import results_ui
 from master_app.ui.run_state import RunSnapshot
 
 logger = logging.getLogger(__name__)
 
+#: Commands to start from: the local planner's own and the four tasks of issue 11.
 EXAMPLES = {
-    "Classify support tickets": "classify as billing / bug / feature",
+    "Classify support tickets (upload examples/tickets.csv)":
+        "classify as billing / bug / feature",
     "Sentiment per row": "sentiment",
     "Embed every row": "embed",
     "Python over a range": "run python over range(20): RESULT = INPUT ** 2",
+    "Hello from NADG (one python subtask)":
+        "Create a Python script that prints 'Hello from NADG'",
+    "Count the primes below 20 million (python over ranges + a sum)":
+        "count the primes below 20 million",
+    "Three taglines per product (Gemini; upload a product CSV)":
+        "write three taglines for each product in this CSV",
+    "An outline of five sections, merged (Gemini)":
+        "an outline of five sections on federated learning, then merge them",
     "Diagnostics (no-op)": "noop 8 sleep 50",
 }
-POLL_S = 0.5
+#: Seconds between two reads of a running task's progress (a bounded rate: the page's
+#: reruns never starve the run, whose thread only takes a lock to fold each event).
+POLL_S = 1.0
+#: How long a click on Cancel waits for the run to end before the page polls again.
+CANCEL_WAIT_S = 2.0
+#: Widget keys whose values survive a visit to another page.
+KEPT_WIDGETS = ("run_command", "run_example", "run_planner", "run_advanced")
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """An uploaded file, parsed once (by its content's hash) with its summary."""
+
+    key: str
+    name: str
+    dataset: Any
+    summary: Any
+
+
+def _restore_widgets() -> None:
+    """Put back the values of :data:`KEPT_WIDGETS` that Streamlit dropped while another
+    page was shown (it forgets the state of widgets a run does not draw)."""
+    for key in KEPT_WIDGETS:
+        kept = f"_{key}"
+        if key not in st.session_state and kept in st.session_state:
+            st.session_state[key] = st.session_state[kept]
+
+
+def _keep_widgets() -> None:
+    for key in KEPT_WIDGETS:
+        if key in st.session_state:
+            st.session_state[f"_{key}"] = st.session_state[key]
 
 
 def command_ui() -> str:
     """The command box with examples to start from; returns the command."""
+    pending = st.session_state.pop("_run_command_next", None)
+    if pending is not None:  # set by a loaded plan file (before the box is drawn)
+        st.session_state["run_command"] = pending
     example = st.selectbox(
-        "Start from an example", ["(write my own)", *EXAMPLES], key="run_example"
+        "Start from an example", ["(write my own)", *EXAMPLES], key="run_example",
+        help="Fills the command box; the Gemini examples need GEMINI_API_KEY on the master.",
     )
     if example in EXAMPLES and st.session_state.get("run_example_used") != example:
         st.session_state["run_command"] = EXAMPLES[example]
@@ -49,90 +105,196 @@ def command_ui() -> str:
         key="run_command",
         height=80,
         placeholder="e.g. classify as billing / bug / feature",
+        help="Plain words. Without GEMINI_API_KEY the local planner understands a small "
+        "command language (classify as A / B, sentiment, embed, run python over "
+        "range(N): CODE, ...).",
     )
     return command.strip()
 
 
-def upload_ui() -> Any:
-    """File upload (CSV, TXT, JSONL) with a preview; returns the Dataset or None."""
+def _load(content: bytes, name: str) -> LoadedData:
+    """Parse an upload once per content (the hash is the key), with its summary."""
+    return _parsed(hashlib.sha256(content).hexdigest(), name, content)
+
+
+def _parse(digest: str, name: str, content: bytes) -> LoadedData:
+    settings = get_settings()
+    dataset = jobs_api.load_dataset(content, name, max_bytes=settings.max_upload_bytes,
+                                    max_rows=settings.max_rows)
+    return LoadedData(key=digest, name=name, dataset=dataset, summary=dataset.summary())
+
+
+#: Parsed uploads shared by the sessions of this master, by content hash (a few of them).
+_parsed: Callable[[str, str, bytes], LoadedData] = st.cache_resource(
+    max_entries=4, show_spinner="Reading the file...",
+    hash_funcs={bytes: lambda _content: None})(_parse)
+
+
+def upload_ui() -> LoadedData | None:
+    """File upload (CSV, TXT, JSONL) with a preview; returns the loaded data or None.
+
+    The data outlives a visit to another page: back here the file box is empty (Streamlit
+    forgets files it does not draw) but the data is still the one loaded, said so, with a
+    button to drop it.
+    """
+    returning = "run_upload" not in st.session_state  # the box was not drawn last run
     upload = st.file_uploader(
         "Data (CSV, TXT one item a line, or JSONL)", type=["csv", "txt", "jsonl", "ndjson"],
         key="run_upload",
+        help="The rows the task works on. A CSV needs a header row; the text column is "
+        "picked for you and can be changed in the plan.",
     )
+    had_file = st.session_state.get("_run_upload_had", False) and not returning
+    st.session_state["_run_upload_had"] = upload is not None
     if upload is None:
-        st.session_state.pop("run_dataset", None)
-        return None
-    file_key = (upload.name, upload.size, getattr(upload, "file_id", None))
-    cached = st.session_state.get("run_dataset")
-    if cached is None or cached[0] != file_key:
-        settings = get_settings()
-        try:
-            dataset = jobs_api.load_dataset(
-                upload.getvalue(), upload.name,
-                max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows,
-            )
-        except jobs_api.DataError as exc:
-            st.error(f"Cannot use {upload.name}: {exc}")
+        if had_file:  # the person removed the file from the box
             st.session_state.pop("run_dataset", None)
             return None
-        st.session_state["run_dataset"] = (file_key, dataset)
-        st.session_state.pop("run_plan", None)  # a plan was made for other data
-    dataset = st.session_state["run_dataset"][1]
-    st.caption(f"{upload.name}: {len(dataset):,} rows, columns {', '.join(dataset.columns)}")
-    st.dataframe(dataset.frame.head(20), hide_index=True, height=220)
-    return dataset
+        loaded: LoadedData | None = st.session_state.get("run_dataset")
+        if loaded is None:
+            return None
+        cols = st.columns([3, 1])
+        cols[0].caption(f"{loaded.name}: {len(loaded.dataset):,} rows, columns "
+                        f"{', '.join(loaded.dataset.columns)} (loaded before; upload another "
+                        "file to replace it)")
+        if cols[1].button("Remove data", key="run_forget_data"):
+            st.session_state.pop("run_dataset", None)
+            st.rerun()
+        return loaded
+    file_key = (upload.name, upload.size, getattr(upload, "file_id", None))
+    loaded = st.session_state.get("run_dataset")
+    if loaded is None or st.session_state.get("_run_upload_key") != file_key:
+        try:
+            loaded = _load(upload.getvalue(), upload.name)
+        except jobs_api.DataError as exc:
+            st.error(error_markdown(f"Cannot use {upload.name}: {exc}"))
+            st.session_state.pop("run_dataset", None)
+            return None
+        st.session_state["run_dataset"] = loaded
+        st.session_state["_run_upload_key"] = file_key
+    st.caption(f"{loaded.name}: {len(loaded.dataset):,} rows, columns "
+               f"{', '.join(loaded.dataset.columns)}")
+    st.dataframe(loaded.dataset.frame.head(20), hide_index=True, height=220)
+    return loaded
 
 
-def planner_ui(command: str, dataset: Any) -> None:
+def _data_key(loaded: LoadedData | None) -> str | None:
+    return loaded.key if loaded is not None else None
+
+
+def planner_choice() -> str | None:
+    """The planner the person asked for (None: the master's default)."""
+    if not get_settings().gemini_api_key:
+        return None
+    choice = st.radio("Planner", ["Gemini", "local"], horizontal=True, key="run_planner",
+                      help="Gemini reads the command; the local planner knows a small "
+                      "command language and needs no network.")
+    return "local" if choice == "local" else "gemini"
+
+
+def _keep_plan(planned: Any, command: str, loaded: LoadedData | None,
+               requested: str | None) -> None:
+    generation = st.session_state.get("run_plan_gen", 0) + 1
+    st.session_state["run_plan_gen"] = generation
+    st.session_state["run_plan"] = {
+        "plan": planned.plan, "planner": planned.planner, "reason": planned.reason,
+        "command": command, "data": _data_key(loaded), "requested": requested,
+        "gen": generation,
+    }
+
+
+def planner_ui(command: str, loaded: LoadedData | None, requested: str | None) -> None:
     """The Plan button: asks the planner and keeps the proposal in session state."""
-    settings = get_settings()
-    requested = None
-    if settings.gemini_api_key:
-        choice = st.radio("Planner", ["Gemini", "local"], horizontal=True, key="run_planner",
-                          help="Gemini reads the command; the local planner knows a small "
-                          "command language and needs no network.")
-        requested = "local" if choice == "local" else "gemini"
-    if st.button("Plan", type="primary", key="run_plan_btn"):
+    if st.button("Plan", type="primary", key="run_plan_btn",
+                 help="Shows what will run, as cards, before anything is sent."):
         if not command:
             st.warning("Type what the grid should do first (or pick an example).")
             return
+        dataset = loaded.dataset if loaded is not None else None
         try:
-            workers = get_store().list_workers()
-            planner, reason = jobs_api.choose_planner(settings, requested)
-            with st.spinner(f"Planning with the {planner.name} planner..."):
-                plan = planner.plan(command, dataset.summary() if dataset else None, workers)
+            with st.spinner("Planning..."):  # over the live workers, as the CLI plans
+                planned = jobs_api.plan_task(command, dataset, requested, get_store(),
+                                             get_settings())
         except jobs_api.PlanError as exc:
-            st.error(f"No plan: {exc}")
+            st.error(error_markdown(f"No plan: {exc}"))
             st.session_state.pop("run_plan", None)
             return
         except StoreError as exc:
             st.error(f"The registry cannot be read: {exc}")
             return
-        generation = st.session_state.get("run_plan_gen", 0) + 1
-        st.session_state["run_plan_gen"] = generation
-        st.session_state["run_plan"] = {
-            "plan": plan, "planner": planner.name, "reason": reason,
-            "command": command, "gen": generation,
-        }
+        _keep_plan(planned, command, loaded, requested)
 
 
-def plan_editor_ui(proposal: dict[str, Any], dataset: Any) -> Any:
-    """The plan before it runs, with operation, parameters and shard count editable.
+def plan_file_ui(loaded: LoadedData | None) -> None:
+    """Load a plan saved before (a plan file from Download plan or ``--save-plan``)."""
+    with st.expander("Load a saved plan"):
+        upload = st.file_uploader(
+            "Plan file (JSON)", type=["json"], key="run_plan_file",
+            help="A plan downloaded here or written by `run --save-plan`: runs with no "
+            "planner call. Its command replaces the one above.")
+        if upload is None:
+            return
+        seen = (upload.name, upload.size, getattr(upload, "file_id", None))
+        if st.session_state.get("_run_plan_file_seen") == seen:
+            return
+        st.session_state["_run_plan_file_seen"] = seen
+        dataset = loaded.dataset if loaded is not None else None
+        try:
+            planned = jobs_api.plan_upload(upload.getvalue(), upload.name, dataset,
+                                           get_store(), get_settings())
+        except jobs_api.PlanError as exc:
+            st.error(error_markdown(f"Cannot use this plan file: {exc}"))
+            return
+        _keep_plan(planned, planned.command, loaded, None)
+        st.session_state["_run_command_next"] = planned.command
+        st.rerun()
+
+
+def stale_reason(proposal: dict[str, Any], command: str, loaded: LoadedData | None,
+                 requested: str | None) -> str | None:
+    """Why the plan shown is not the plan of what is on the page now (None: it is).
+
+    Any edit of the command, the data or the planner choice makes it stale.
+    """
+    changed = []
+    if proposal["command"] != command:
+        changed.append("the command")
+    if proposal["data"] != _data_key(loaded):
+        changed.append("the data")
+    if proposal.get("requested") is not None and proposal["requested"] != requested:
+        changed.append("the planner")
+    if not changed:
+        return None
+    return " and ".join(changed) + " changed since this plan"
+
+
+def plan_editor_ui(proposal: dict[str, Any], loaded: LoadedData | None) -> Any:
+    """The plan before it runs: cards; operation, text column and shard count editable;
+    the parameters and the whole plan as JSON behind the "advanced" toggle.
 
     Returns the edited, validated plan, or None (with the error shown) when it is invalid.
     """
     plan = proposal["plan"]
     gen = proposal["gen"]
+    summary = loaded.summary if loaded is not None else None
+    dataset = loaded.dataset if loaded is not None else None
     st.subheader("Plan")
     st.caption(f"Planner: **{proposal['planner']}** — {proposal['reason']}")
     if plan.explanation:
         st.info(plan.explanation)
+    advanced = st.toggle("Advanced: edit the plan as JSON", key="run_advanced",
+                         help="The plan's parameters, and the whole plan for a plan of "
+                         "listed subtasks, as JSON; checked before Run.")
+    if not plan.is_map:  # listed subtasks: the whole plan is edited as JSON
+        if advanced:
+            return _previewed(plan_json_editor_ui(plan, f"plan_json_{gen}", summary), summary)
+        return _previewed(plan, summary)
     operations = jobs_api.plannable_operations()
     op_now = str(plan.operation)
     cols = st.columns(3)
     operation = cols[0].selectbox(
         "Operation", operations, index=operations.index(op_now) if op_now in operations else 0,
-        key=f"plan_op_{gen}",
+        key=f"plan_op_{gen}", help="What each subtask does to its rows.",
     )
     text_column = plan.text_column
     if dataset is not None:
@@ -140,7 +302,7 @@ def plan_editor_ui(proposal: dict[str, Any], dataset: Any) -> Any:
         text_column = cols[1].selectbox(
             "Text column", columns,
             index=columns.index(plan.text_column) if plan.text_column in columns else 0,
-            key=f"plan_col_{gen}",
+            key=f"plan_col_{gen}", help="The column whose text the workers read.",
         )
     suggested = jobs_api.suggested_shards(plan, dataset, get_store())
     editable = jobs_api.shards_editable(plan)
@@ -150,16 +312,18 @@ def plan_editor_ui(proposal: dict[str, Any], dataset: Any) -> Any:
         help="How many subtasks the data is split into (spread over the workers)."
         if editable else "One subtask per input: change the inputs in the parameters.",
     )
-    params_text = st.text_area(
-        "Parameters (JSON)", json.dumps(plan.params, indent=2), height=140,
-        key=f"plan_params_{gen}",
-    )
+    params_text = json.dumps(plan.params, indent=2)
+    if advanced:
+        params_text = st.text_area(
+            "Parameters (JSON)", params_text, height=140, key=f"plan_params_{gen}",
+            help="The operation's parameters, e.g. the labels of classify.",
+        )
     try:
         params = json.loads(params_text or "{}")
         if not isinstance(params, dict):
             raise ValueError("the parameters must be a JSON object {...}")
     except (json.JSONDecodeError, ValueError) as exc:
-        st.error(f"Parameters are not valid JSON: {exc}")
+        st.error(f"The parameters are not valid JSON: {exc}")
         return None
     data = plan.model_dump(mode="json")
     data.update(
@@ -170,55 +334,79 @@ def plan_editor_ui(proposal: dict[str, Any], dataset: Any) -> Any:
         data["combine"] = None  # let the new operation pick its own way to combine
     try:
         edited = jobs_api.parse_plan(data)
-        edited.check(dataset.summary() if dataset is not None else None)
+        edited.check(summary)
     except jobs_api.PlanError as exc:
-        st.error(f"The edited plan cannot run: {exc}")
+        st.error(error_markdown(f"The edited plan cannot run: {exc}"))
         return None
-    return edited
+    return _previewed(edited, summary)
 
 
-def start_run(command: str, plan: Any, dataset: Any) -> str | None:
+def _previewed(plan: Any, summary: Any) -> Any:
+    """The plan's cards (:mod:`master_app.ui.plan_view`); the plan when the live grid can
+    run it, else None with the reasons shown (so Run is not offered)."""
+    if plan is None:
+        return None
+    problems = plan_preview_ui(plan, summary, get_store().list_workers(),
+                               gemini_ready=bool(get_settings().gemini_api_key))
+    return None if problems else plan
+
+
+def start_run(command: str, plan: Any, loaded: LoadedData | None) -> str | None:
     """Persist the task and start it in the background; returns the task id."""
+    dataset = loaded.dataset if loaded is not None else None
     try:
-        task_id, total, factory = jobs_api.prepare_run(
-            command, plan, dataset, get_store(), get_settings()
-        )
+        with st.spinner("Storing the task..."):
+            task_id, total, factory = jobs_api.prepare_run(
+                command, plan, dataset, get_store(), get_settings()
+            )
     except (jobs_api.PlanError, jobs_api.DataError, StoreError) as exc:
-        st.error(f"Not started: {exc}")
+        st.error(error_markdown(f"Not started: {exc}"))
         return None
     get_runs().start(task_id, total, factory)
     st.session_state["run_task_id"] = task_id
     return task_id
 
 
-def progress_ui(snap: RunSnapshot[Any]) -> None:
-    """Progress bar, live counts and the per-worker lanes of a running task."""
-    label = f"{snap.done} of {snap.total} shards done"
-    if snap.failed:
-        label += f", {snap.failed} failing"
-    st.progress(snap.fraction, text=label)
-    cols = st.columns(3)
-    cols[0].metric("Results", snap.done)
-    cols[1].metric("Failed so far" if snap.running else "Failed", snap.failed)
-    cols[2].metric("Elapsed", f"{snap.elapsed_s:.1f}s")
-    if snap.lane_rows:
-        st.markdown("**Workers** (shard numbers by state)")
-        st.dataframe(pd.DataFrame(snap.lane_rows), hide_index=True)
+def resume_ui(task_id: str) -> None:
+    """Resume a cancelled or failed task: only its subtasks without a result run."""
+    if st.button("Resume", key="run_resume", type="primary",
+                 help="Sends only the subtasks without a result; the results so far stay."):
+        try:
+            _, total, factory = jobs_api.resume_run(task_id, get_store(), get_settings())
+        except StoreError as exc:
+            st.error(f"Not resumed: {exc}")
+            return
+        get_runs().start(task_id, total, factory)
+        st.rerun()
 
 
 def _live_run_ui(task_id: str) -> None:
-    """Polls the background run; when it ends, reruns the page to show the results."""
+    """Reads the background run's progress; when it ends, reruns the page for results."""
     run = get_runs().get(task_id)
     if run is None:
         return
     snap = run.snapshot()
-    st.markdown(f"**Task** `{task_id}` — running")
-    progress_ui(snap)
-    if st.button("Cancel", key="run_cancel", disabled=snap.cancelling):
+    state = "cancelling" if snap.cancelling else "running"
+    st.markdown(f"**Task** `{task_id}` — {state}")
+    if st.button("Cancel", key="run_cancel", disabled=snap.cancelling,
+                 help="Stops the task at once: nothing new is sent and the subtasks in "
+                 "flight are called back. It can be resumed later."):
         run.cancel()
-        st.warning("Cancelling: subtasks in flight finish or time out, no new ones start.")
+        run.join(timeout=CANCEL_WAIT_S)  # a cancelled run ends in a moment: show it at once
+        snap = run.snapshot()
+    live_ui(with_pull_lanes(snap))
     if not snap.running:
         st.rerun()
+
+
+def with_pull_lanes(snap: RunSnapshot[Any]) -> RunSnapshot[Any]:
+    """``snap`` with a lane per pull worker too (mixed grids: push and pull side by side)."""
+    try:
+        rows = jobs_api.pull_lane_rows(snap.task_id, get_store(), get_settings())
+    except Exception:  # the lanes are a view: a store hiccup must not break the page
+        logger.exception("could not read the pull workers' progress of %s", snap.task_id)
+        return snap
+    return dataclasses.replace(snap, lane_rows=[*snap.lane_rows, *rows]) if rows else snap
 
 
 #: Reruns on its own every ``POLL_S`` seconds while the page shows a running task.
@@ -228,12 +416,19 @@ live_run_ui: Callable[[str], None] = st.fragment(run_every=POLL_S)(_live_run_ui)
 def finished_run_ui(task_id: str) -> None:
     """The outcome of this session's last run: error if it crashed, then its results."""
     run = get_runs().get(task_id)
+    detail = result = None
     if run is not None:
         snap = run.snapshot()
         if snap.error:
             st.error(f"The run stopped with an error: {snap.error}")
-        progress_ui(snap)
-    results_ui(task_id, key=f"run_{task_id}")
+        live_ui(with_pull_lanes(snap))
+        finished = snap.outcome
+        detail = getattr(finished, "detail", None)  # the run's own read, handed on
+        result = getattr(finished, "result", None)
+        outcome = getattr(finished, "outcome", None)
+        if outcome is not None and not outcome.ok and can_operate():
+            resume_ui(task_id)
+    results_ui(task_id, key=f"run_{task_id}", detail=detail, result=result)
 
 
 def run_page() -> None:
@@ -243,28 +438,54 @@ def run_page() -> None:
     state of widgets a run does not render); only the progress section below it polls.
     """
     st.title("Run a task")
+    if not can_operate():
+        st.info("Running tasks is for operators: you are signed in as a viewer.")
+        return
+    _restore_widgets()
     task_id = st.session_state.get("run_task_id")
     run = get_runs().get(task_id) if task_id else None
     active = run is not None and run.running
     left, right = st.columns([1, 1])
     with left:
         command = command_ui()
-        dataset = upload_ui()
+        loaded = upload_ui()
     with right:
-        planner_ui(command, dataset)
+        requested = planner_choice()
+        planner_ui(command, loaded, requested)
+        plan_file_ui(loaded)
         proposal = st.session_state.get("run_plan")
         edited = None
+        stale = None
         if proposal is not None:
-            if proposal["command"] != command:
-                st.caption("The command changed since this plan: press **Plan** again.")
-            edited = plan_editor_ui(proposal, dataset)
-        if edited is not None and st.button(
-            "Run", type="primary", key="run_go", disabled=active,
-            help="One task at a time per session: wait for the current one or cancel it."
-            if active else None,
-        ):
-            if start_run(command, edited, dataset) is not None:
-                st.rerun()
+            stale = stale_reason(proposal, command, loaded, requested)
+            if stale:
+                st.warning(f"The plan is out of date: {stale}. Press **Plan** again "
+                           "to run what is on the page now.")
+            else:
+                edited = plan_editor_ui(proposal, loaded)
+        if proposal is not None:
+            cols = st.columns([1, 1])
+            blocked = active or edited is None
+            why = ("One task at a time per session: wait for the current one or cancel it."
+                   if active else "Plan again first: the plan is out of date." if stale
+                   else "The plan cannot run as it is (see above)." if edited is None
+                   else "Store the task and send its subtasks to the workers.")
+            if cols[0].button("Run", type="primary", key="run_go", disabled=blocked,
+                              help=why):
+                if start_run(command, edited, loaded) is not None:
+                    _keep_widgets()
+                    st.rerun()
+            if edited is not None:
+                cols[1].download_button(
+                    "Download plan",
+                    jobs_api.plan_download(command, edited,
+                                           loaded.dataset if loaded else None,
+                                           proposal["planner"],
+                                           summary=loaded.summary if loaded else None),
+                    file_name="plan.json", mime="application/json", key="run_plan_download",
+                    help="The validated plan as a file: load it here later, or run it "
+                    "with `python -m master_app run --plan plan.json`.")
+    _keep_widgets()
     if task_id:
         st.divider()
         if active:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from master_app.events import EventKind, ProgressEvent
+from master_app.service import EventKind, ProgressEvent
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +28,19 @@ T = TypeVar("T")
 #: What the background coroutine is given: ``(on_event, cancel) -> awaitable outcome``.
 JobFactory = Callable[[Callable[[ProgressEvent], None], asyncio.Event], Awaitable[T]]
 
-#: How a shard looks in a worker's lane, after the latest event about it there.
-#: ``superseded``: a copy still out on this worker after the shard completed elsewhere.
-LANE_STATES = ("running", "done", "failed", "retried", "hedged", "superseded", "cancelled")
+#: The state of one subtask in the live view, by its code in :attr:`Lanes.codes`.
+STATES = ("pending", "running", "done", "failed", "retrying", "cancelled")
+PENDING, RUNNING, DONE, FAILED, RETRYING, CANCELLED = range(len(STATES))
+#: Final states: a later event about the same subtask (a superseded copy) does not undo them.
+_FINAL = (DONE, FAILED, CANCELLED)
 
-_KIND_TO_LANE = {
-    EventKind.DISPATCHED: "running",
-    EventKind.COMPLETED: "done",
-    EventKind.FAILED: "failed",
-    EventKind.RETRIED: "retried",
-    EventKind.HEDGED: "hedged",
-    EventKind.CANCELLED: "cancelled",
+_KIND_TO_STATE = {
+    EventKind.DISPATCHED: RUNNING,
+    EventKind.HEDGED: RUNNING,
+    EventKind.COMPLETED: DONE,
+    EventKind.FAILED: FAILED,
+    EventKind.RETRIED: RETRYING,
+    EventKind.CANCELLED: CANCELLED,
 }
 
 
@@ -50,50 +52,125 @@ def worker_label(event: ProgressEvent) -> str:
 
 
 @dataclass
-class Lanes:
-    """Which worker holds which shard, folded from :class:`ProgressEvent` s.
+class WorkerLane:
+    """One worker's share of a run: what it holds now, what it finished, and when."""
 
-    ``lanes[worker][idx]`` is the latest state of shard ``idx`` on that worker. The
-    totals come from the events themselves (the dispatcher's own counts).
+    in_flight: set[int] = field(default_factory=set)
+    done: int = 0
+    failed: int = 0
+    first_s: float | None = None
+    last_s: float | None = None
+
+    def throughput(self, now: float) -> float:
+        """Completed subtasks per second since this worker got its first one."""
+        if self.first_s is None or not self.done:
+            return 0.0
+        span = max((self.last_s or now) - self.first_s, 1e-3)
+        return self.done / span
+
+
+@dataclass
+class Lanes:
+    """Each subtask's state and each worker's lane, folded from :class:`ProgressEvent` s.
+
+    ``codes[idx]`` is subtask ``idx``'s state (an index into :data:`STATES`), one byte per
+    subtask, so a snapshot of thousands of subtasks is a cheap copy. The done/failed totals
+    come from the events themselves (the dispatcher's own counts); cancelled subtasks are
+    counted apart from failed ones.
     """
 
     total: int
-    lanes: dict[str, dict[int, str]] = field(default_factory=dict)
+    codes: bytearray = field(default_factory=bytearray)
+    workers: dict[str, WorkerLane] = field(default_factory=dict)
     done: int = 0
-    failed: int = 0
+    failed_or_cancelled: int = 0
+    cancelled: int = 0
     events: int = 0
-    completed: set[int] = field(default_factory=set)
+    first_s: float | None = None
 
-    def apply(self, event: ProgressEvent) -> None:
+    def __post_init__(self) -> None:
+        if len(self.codes) < self.total:
+            self.codes.extend(bytes(self.total - len(self.codes)))
+
+    def _set(self, idx: int, code: int) -> None:
+        if idx >= len(self.codes):
+            self.codes.extend(bytes(idx + 1 - len(self.codes)))
+        now = self.codes[idx]
+        if now in _FINAL and code != DONE:
+            return  # a superseded copy's news does not undo a final state
+        if now == CANCELLED and code == DONE:
+            self.cancelled -= 1
+        if code == CANCELLED and now != CANCELLED:
+            self.cancelled += 1
+        self.codes[idx] = code
+
+    def apply(self, event: ProgressEvent, now: float | None = None) -> None:
         """Fold one progress event in."""
+        now = time.monotonic() if now is None else now
         self.events += 1
-        state = _KIND_TO_LANE.get(event.kind)
-        if state is not None:
-            self.lanes.setdefault(worker_label(event), {})[event.idx] = state
-        if event.kind is EventKind.COMPLETED:
-            self.completed.add(event.idx)
+        if self.first_s is None:
+            self.first_s = now
+        code = _KIND_TO_STATE.get(event.kind)
+        if code is not None:
+            self._set(event.idx, code)
+            if event.worker_url or event.worker_id is not None:
+                lane = self.workers.setdefault(worker_label(event), WorkerLane())
+                if lane.first_s is None:
+                    lane.first_s = now
+                if code == RUNNING:
+                    lane.in_flight.add(event.idx)
+                else:
+                    lane.in_flight.discard(event.idx)
+                if code == DONE:
+                    lane.done += 1
+                    lane.last_s = now
+                elif code == FAILED:
+                    lane.failed += 1
+            if code in _FINAL:  # any other copy of it is over too
+                for other in self.workers.values():
+                    other.in_flight.discard(event.idx)
         if event.total:
             self.total = event.total
         self.done = max(self.done, event.done)
-        self.failed = max(self.failed, event.failed)
+        self.failed_or_cancelled = max(self.failed_or_cancelled, event.failed)
+
+    @property
+    def failed(self) -> int:
+        """Subtasks that failed for good (cancelled ones are counted apart)."""
+        return max(0, self.failed_or_cancelled - self.cancelled)
 
     @property
     def fraction(self) -> float:
-        """Progress between 0 and 1 (completed and failed-for-good shards)."""
-        return min(1.0, (self.done + self.failed) / self.total) if self.total else 0.0
+        """Progress between 0 and 1 (completed, failed-for-good and cancelled subtasks)."""
+        if not self.total:
+            return 0.0
+        return min(1.0, (self.done + self.failed_or_cancelled) / self.total)
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per worker: its shard numbers by state, for a table."""
-        out: list[dict[str, Any]] = []
-        for worker in sorted(self.lanes):
-            shards = self.lanes[worker]
-            row: dict[str, Any] = {"worker": worker}
-            shown = {i: ("superseded" if s == "running" and i in self.completed else s)
-                     for i, s in shards.items()}
-            for state in LANE_STATES:
-                row[state] = ", ".join(str(i) for i, s in sorted(shown.items()) if s == state)
-            out.append(row)
-        return out
+    def end(self, cancelled: bool) -> None:
+        """The run is over: no lane holds anything any more; subtasks still marked running
+        or waiting for a retry end as cancelled when the run was cancelled."""
+        for lane in self.workers.values():
+            lane.in_flight.clear()
+        if cancelled:
+            for idx, code in enumerate(self.codes):
+                if code in (RUNNING, RETRYING):
+                    self._set(idx, CANCELLED)
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds until the rest is done at the rate so far (None before any result)."""
+        finished = self.done + self.failed_or_cancelled
+        if self.first_s is None or not finished or finished >= self.total:
+            return None
+        rate = finished / max(now - self.first_s, 1e-3)
+        return (self.total - finished) / rate
+
+    def rows(self, now: float | None = None) -> list[dict[str, Any]]:
+        """One row per worker: how many subtasks it holds, finished and failed, and its
+        throughput (counts, so the table reads the same at 10 or 10,000 subtasks)."""
+        now = time.monotonic() if now is None else now
+        return [{"worker": name, "running": len(lane.in_flight), "done": lane.done,
+                 "failed": lane.failed, "per second": round(lane.throughput(now), 2)}
+                for name, lane in sorted(self.workers.items())]
 
 
 @dataclass(frozen=True)
@@ -111,6 +188,9 @@ class RunSnapshot(Generic[T]):
     outcome: T | None
     error: str | None
     elapsed_s: float
+    cancelled: int = 0
+    codes: bytes = b""
+    eta_s: float | None = None
 
 
 class BackgroundRun(Generic[T]):
@@ -162,6 +242,7 @@ class BackgroundRun(Generic[T]):
         finally:
             self._ready.set()
             with self._lock:
+                self._lanes.end(cancelled=self._cancel_requested)
                 self._finished = time.monotonic()
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -184,25 +265,31 @@ class BackgroundRun(Generic[T]):
         return self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread (for tests and shutdown only; never in the script thread)."""
+        """Wait for the thread (tests, shutdown, and a bounded wait right after a cancel)."""
         self._thread.join(timeout)
 
     def snapshot(self) -> RunSnapshot[T]:
-        """A consistent copy of the run's state right now."""
+        """A consistent copy of the run's state right now: a few counters, one byte per
+        subtask and one row per worker, so reading it often never slows the run."""
         with self._lock:
-            end = self._finished if self._finished is not None else time.monotonic()
+            now = time.monotonic()
+            end = self._finished if self._finished is not None else now
+            lanes = self._lanes
             return RunSnapshot(
                 task_id=self.task_id,
-                total=self._lanes.total,
-                done=self._lanes.done,
-                failed=self._lanes.failed,
-                fraction=self._lanes.fraction,
-                lane_rows=self._lanes.rows(),
+                total=lanes.total,
+                done=lanes.done,
+                failed=lanes.failed,
+                fraction=lanes.fraction,
+                lane_rows=lanes.rows(now),
                 running=self._finished is None,
                 cancelling=self._cancel_requested and self._finished is None,
                 outcome=self._outcome,
                 error=self._error,
                 elapsed_s=end - self._started,
+                cancelled=lanes.cancelled,
+                codes=bytes(lanes.codes),
+                eta_s=None if self._finished is not None else lanes.eta_s(now),
             )
 
 

@@ -1,20 +1,27 @@
 """The Training page: federated training over the live workers, charts, Deploy.
 
 Pick a labelled CSV (or an example), the label column, rounds, strategy and codec; the
-rounds (``master_app.federated.session``) run in the background through the same
+rounds (``master_app.service.training``) run in the background through the same
 :class:`~master_app.ui.run_state.BackgroundRun` machinery as the Run page, never in the
 script thread: a fragment polls the run for a progress bar, live loss / accuracy charts
 and Cancel. The last result stays in the session with its per-round table, bytes on the
 wire, and a Deploy button that publishes a text head to the workers.
 
+Loss and accuracy get a chart each, with titles and whole-number rounds
+(:mod:`master_app.ui.training_charts`); bytes read as ``50.9 KiB``. After a deployment,
+**Use this model on the Run page** fills the Run page with a ``classify`` plan that names
+the trained head (see :func:`use_model`). torch is imported on the first visit, behind a
+spinner, never when the app starts.
+
 Session state keys: ``training_run`` (the background run's id, the prepared job and the
 list of round reports the run appends to), ``training_result`` (the finished run),
 ``training_deploy`` (the id of the last Deploy, which runs in the background too).
+Written for the Run page by **Use this model**: ``_run_command_next``, ``_run_command``,
+``run_plan``, ``run_plan_gen`` (the Run page's own keys) and ``nadg_use_model``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 import uuid
@@ -24,17 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
-from database.models import WorkerNode, WorkerStatus
+from database.models import WorkerNode
 from database.store import Store, StoreError
-from master_app.events import EventKind, ProgressEvent
-from master_app.federated.datasets import LabelledData, load_csv, load_digits_data
+from master_app.service import training as svc
+from master_app.service.training import TrainingCancelled
+from master_app.ui import training_charts as charts
+from master_app.ui.auth import can_operate
 from master_app.ui.resources import get_runs, get_settings, get_store
-from worker_node.protocol import ModelFamily, WeightCodec
+from nexus_common.protocol import WeightCodec
 
 if TYPE_CHECKING:  # torch comes with these: imported when the page trains
-    from master_app.federated.rounds import RoundReport, TrainingResult
-    from master_app.federated.session import Prepared, TrainRequest
+    from master_app.service.training import LabelledData, Prepared, RoundReport, TrainRequest
 
 logger = logging.getLogger(__name__)
 
@@ -43,31 +52,44 @@ DIGITS = "digits demo (scikit-learn, numeric)"
 RESULT_KEY = "training_result"
 RUN_KEY = "training_run"
 DEPLOY_KEY = "training_deploy"
+USE_MODEL_KEY = "nadg_use_model"
 POLL_S = 0.5
+RUN_PAGE_PATH = "run"  # the Run page's url_path in master_app/app.py
 
 
 def report_frame(reports: list[RoundReport]) -> pd.DataFrame:
-    """One row per round: loss, accuracy, who was merged, bytes."""
-    return pd.DataFrame([{"round": r.round, "train loss": r.train_loss,
-                          "held-out accuracy": r.accuracy, "merged": len(r.merged),
-                          "failed": len(r.failed), "dropped": r.dropped,
-                          "KiB sent": r.bytes_down / 1024, "KiB received": r.bytes_up / 1024,
-                          "seconds": round(r.duration_s, 2),
-                          "workers that left": ", ".join(r.left)} for r in reports])
+    """One row per round: loss, accuracy, who was merged, bytes (as numbers)."""
+    return charts.round_frame(reports)
 
 
-def _live_workers(store: Store) -> list[WorkerNode]:
-    live = store.list_workers([WorkerStatus.ACTIVE, WorkerStatus.BUSY])
-    return [w for w in live if not w.capabilities or "train" in w.capabilities]
+def _load_training_library() -> bool:
+    """torch and the training code, imported once per master (seconds, the first time)."""
+    svc.load_training_library()
+    return True
+
+
+#: Behind a spinner on the first visit to the page; instant afterwards.
+training_library: Callable[[], bool] = st.cache_resource(
+    show_spinner="Loading the training library (torch): a few seconds, on the first visit "
+                 "only...")(_load_training_library)
+
+
+def charts_ui(frame: pd.DataFrame) -> None:
+    """Loss and accuracy side by side, each on its own axis with a title."""
+    left, right = st.columns(2)
+    left.altair_chart(charts.loss_chart(frame), width="stretch")
+    right.altair_chart(charts.accuracy_chart(frame), width="stretch")
 
 
 def data_ui() -> LabelledData | None:
     """Choose the data: an upload, an example CSV, or the digits demo."""
     examples = sorted(p.name for p in EXAMPLES.glob("*labelled*.csv"))
     source = st.radio("Data", ["Upload a CSV", *examples, DIGITS], horizontal=True,
-                      key="train_source")
+                      key="train_source",
+                      help="A CSV with a label column (text rows train a text head on "
+                           "sentence embeddings; numeric rows train a small MLP).")
     if source == DIGITS:
-        return load_digits_data()
+        return svc.load_digits()
     if source == "Upload a CSV":
         upload = st.file_uploader("Labelled CSV", type=["csv"], key="train_upload")
         if upload is None:
@@ -88,9 +110,10 @@ def _labelled_csv(path: Path, name: str) -> LabelledData | None:
         st.error(f"Cannot read {name} as a CSV: {exc}")
         return None
     default = columns.index("label") if "label" in columns else len(columns) - 1
-    label = st.selectbox("Label column", columns, index=default, key="train_label")
+    label = st.selectbox("Label column", columns, index=default, key="train_label",
+                         help="The column the model learns to predict.")
     try:
-        return load_csv(path, str(label))
+        return svc.load_labelled_csv(path, str(label))
     except (OSError, ValueError) as exc:
         st.error(f"Cannot train on {name}: {str(exc).replace(str(path), name)}")
         return None
@@ -98,56 +121,22 @@ def _labelled_csv(path: Path, name: str) -> LabelledData | None:
 
 def options_ui() -> TrainRequest:
     """Rounds, strategy, codec and sharding."""
-    from master_app.federated.session import TrainRequest
-
     cols = st.columns(4)
-    rounds = int(cols[0].number_input("Rounds", 1, 200, 10, key="train_rounds"))
-    strategy = str(cols[1].selectbox("Strategy", ["fedavg", "diloco"], key="train_strategy"))
-    codec = WeightCodec(cols[2].selectbox("Weights on the wire", [c.value for c in WeightCodec],
-                                          key="train_codec"))
+    rounds = int(cols[0].number_input(
+        "Rounds", 1, 200, 10, key="train_rounds",
+        help="How many times the workers train on their shard and the master merges."))
+    strategy = str(cols[1].selectbox(
+        "Strategy", ["fedavg", "diloco"], key="train_strategy",
+        help="fedavg: average the workers' weights each round. diloco: an outer optimiser "
+             "with momentum over the averaged updates (fewer rounds for the same loss)."))
+    codec = WeightCodec(cols[2].selectbox(
+        "Weights on the wire", [c.value for c in WeightCodec], key="train_codec",
+        help="How weights travel: fp32 is exact; fp16 / int8 send 2x / 4x fewer bytes."))
     skew = cols[3].checkbox("Non-IID shards", key="train_skew",
-                            help="label-skewed shards, Dirichlet(0.5)")
-    return TrainRequest(rounds=rounds, strategy=strategy, codec=codec,
-                        non_iid_alpha=0.5 if skew else None)
-
-
-class TrainingCancelled(Exception):
-    """The person pressed Cancel: the rounds stopped (checkpoints of finished rounds stay)."""
-
-
-def training_job(prepared: Prepared, urls: list[str], token: str | None, checkpoint_dir: Path,
-                 reports: list[RoundReport]) -> Any:
-    """The background job (a ``run_state`` factory): all rounds, one progress event each.
-
-    Every finished round is appended to ``reports`` (read by the page while it runs) and
-    reported as a ``completed`` progress event, so the run's fraction is rounds done.
-    Cancel stops the rounds and ends the run with :class:`TrainingCancelled`.
-    """
-    from master_app.federated.session import train
-
-    total = prepared.config.rounds
-
-    async def job(on_event: Callable[[ProgressEvent], None],
-                  cancel: asyncio.Event) -> TrainingResult:
-        def on_round(report: RoundReport) -> None:
-            reports.append(report)
-            on_event(ProgressEvent(kind=EventKind.COMPLETED, subtask_id=f"round {report.round}",
-                                   idx=report.round, done=len(reports), total=total))
-
-        training = asyncio.ensure_future(train(prepared, urls, token, checkpoint_dir, on_round))
-        stop = asyncio.ensure_future(cancel.wait())
-        try:
-            await asyncio.wait({training, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not training.done():
-                training.cancel()
-            await asyncio.gather(training, stop, return_exceptions=True)
-        if training.cancelled():
-            raise TrainingCancelled(f"cancelled after {len(reports)} of {total} rounds")
-        return training.result()
-
-    return job
+                            help="Label-skewed shards, Dirichlet(0.5): each worker sees "
+                                 "mostly some labels, as real clients do.")
+    return svc.train_request(rounds=rounds, strategy=strategy, codec=codec,
+                             non_iid_alpha=0.5 if skew else None)
 
 
 def start_training(prepared: Prepared, workers: list[WorkerNode], token: str | None) -> str:
@@ -155,7 +144,7 @@ def start_training(prepared: Prepared, workers: list[WorkerNode], token: str | N
     run_id = f"train-{uuid.uuid4().hex[:12]}"
     reports: list[RoundReport] = []
     ckpt = Path(tempfile.mkdtemp(prefix="nadg-train-ui-"))
-    factory = training_job(prepared, [w.vm_url for w in workers], token, ckpt, reports)
+    factory = svc.training_job(prepared, workers, token, ckpt, reports)
     get_runs().start(run_id, prepared.config.rounds, factory)
     st.session_state[RUN_KEY] = {"id": run_id, "prepared": prepared, "reports": reports,
                                  "checkpoints": ckpt}
@@ -172,8 +161,7 @@ def _progress_ui(reports: list[RoundReport], total: int) -> None:
             if last else "starting...")
     st.progress(min(1.0, len(seen) / total) if total else 0.0, text=text)
     if seen:
-        st.line_chart(report_frame(seen).set_index("round")[["train loss",
-                                                             "held-out accuracy"]])
+        charts_ui(report_frame(seen))
 
 
 def _live_training_ui() -> None:
@@ -220,14 +208,15 @@ def results_ui(store: Store, workers: list[WorkerNode]) -> None:
     st.subheader("Last training run")
     last = result.reports[-1]
     cols = st.columns(3)
-    cols[0].metric("Held-out accuracy", f"{last.accuracy or 0:.3f}")
-    cols[1].metric("Rounds", len(result.reports))
-    wire_mib = frame[["KiB sent", "KiB received"]].sum().sum() / 1024
-    cols[2].metric("MiB on the wire", f"{wire_mib:.2f}")
-    st.line_chart(frame.set_index("round")[["train loss", "held-out accuracy"]])
-    st.bar_chart(frame.set_index("round")[["KiB sent", "KiB received"]])
-    st.dataframe(frame, hide_index=True)
-    if prepared.config.spec.family is not ModelFamily.TEXT_HEAD:
+    cols[0].metric("Held-out accuracy", f"{last.accuracy or 0:.3f}", border=True,
+                   help="Accuracy of the merged model on rows no worker trained on.")
+    cols[1].metric("Rounds", len(result.reports), border=True)
+    cols[2].metric("On the wire", charts.wire_total(frame), border=True,
+                   help="Weights sent to and received from the workers, all rounds.")
+    charts_ui(frame)
+    st.altair_chart(charts.bytes_chart(frame), width="stretch")
+    st.dataframe(charts.round_table(frame), hide_index=True, placeholder="—")
+    if not svc.deployable(prepared):
         st.caption("Deploy publishes text heads (classify); this model stays in its checkpoints.")
         return
     deploying = _deploy_run()
@@ -250,21 +239,9 @@ def _deploy_run() -> Any:
 def start_deploy(store: Store, workers: list[WorkerNode], result: Any,
                  prepared: Prepared) -> str:
     """Publish the head to ``workers`` in the background (like training); returns the run id."""
-    import httpx
-
-    from master_app.federated.deploy import Deployment, deploy_head
-    from master_app.worker_client import WorkerClient
-
-    token = get_settings().auth_token
-    models_dir = Path(".nadg").resolve() / "models"
-
-    async def job(on_event: Callable[[ProgressEvent], None],
-                  cancel: asyncio.Event) -> Deployment:
-        async with httpx.AsyncClient() as http:
-            return await deploy_head(store, WorkerClient(http, token), workers, result.weights,
-                                     prepared.label_names, models_dir=models_dir,
-                                     metrics={"accuracy": result.reports[-1].accuracy})
-
+    job = svc.deploy_job(store, workers, result.weights, prepared, get_settings().auth_token,
+                         models_dir=Path(".nadg").resolve() / "models",
+                         metrics={"accuracy": result.reports[-1].accuracy})
     run_id = f"deploy-{uuid.uuid4().hex[:12]}"
     get_runs().start(run_id, len(workers), job)
     st.session_state[DEPLOY_KEY] = run_id
@@ -298,6 +275,12 @@ def deploy_outcome_ui() -> None:
     if deployment.deployed:
         st.success(f"Model {deployment.model.id} is on workers {deployment.deployed}; "
                    f"classify with head ref {deployment.model.id!r}.")
+        st.button("Use this model on the Run page", key="train_use_model", type="primary",
+                  icon=":material/arrow_forward:", on_click=use_model,
+                  args=(deployment.model.id, list(deployment.model.labels),
+                        deployment.model.sha256 or None),
+                  help="Fills the Run page with a classify plan that uses this trained "
+                       "model (upload the rows to label there).")
     else:
         st.error(f"Model {deployment.model.id} is registered but no worker took it (reasons "
                  "below): check the workers on the Workers page and deploy again.")
@@ -305,19 +288,63 @@ def deploy_outcome_ui() -> None:
         st.warning(f"Worker {worker_id}: {error}")
 
 
+def use_model(model_id: str, labels: list[str], sha256: str | None) -> None:
+    """Fill the Run page with a ``classify`` plan over the trained head ``model_id`` and
+    ask for the Run page (a button callback: it runs before the next script run).
+
+    Writes the Run page's own keys (see :mod:`master_app.ui.run_page`): the command goes
+    in through ``_run_command_next`` (set before the box is drawn), the proposal in
+    ``run_plan`` for the data loaded there now (so Run is enabled at once when the rows
+    to label are already uploaded). ``nadg_use_model`` records the model chosen.
+    """
+    command, plan = svc.use_model_plan(model_id, labels, sha256)
+    generation = int(st.session_state.get("run_plan_gen", 0)) + 1
+    loaded = st.session_state.get("run_dataset")
+    st.session_state["_run_command_next"] = command
+    st.session_state["_run_command"] = command
+    st.session_state["run_plan_gen"] = generation
+    st.session_state["run_plan"] = {
+        "plan": plan, "planner": "trained model",
+        "reason": f"the head {model_id} trained on the Training page", "command": command,
+        "data": getattr(loaded, "key", None), "requested": None, "gen": generation,
+    }
+    st.session_state[USE_MODEL_KEY] = {"ref": model_id, "labels": labels, "sha256": sha256,
+                                       "command": command}
+    st.session_state["training_go_run"] = True
+
+
+def _go_to_run_page() -> None:
+    """After **Use this model**: switch to the Run page (a note when there is none)."""
+    if not st.session_state.pop("training_go_run", False):
+        return
+    try:
+        st.switch_page(st.Page(_run_page_stub, title="Run a task", url_path=RUN_PAGE_PATH))
+    except StreamlitAPIException:  # no Run page in this navigation (a viewer, a test)
+        st.success("The Run page is filled in with this model: open **Run a task**.")
+
+
+def _run_page_stub() -> None:
+    """Never runs: :func:`st.switch_page` only needs the Run page's url_path."""
+
+
 def training_page() -> None:
     """The whole Training page."""
     st.title("Training")
+    if not can_operate():
+        st.info("Training is for operators: you are signed in as a viewer.")
+        return
     st.caption("Federated training: each worker trains on its shard, the master merges "
                "the updates round by round (FedAvg or DiLoCo).")
     try:
         store = get_store()
-        workers = _live_workers(store)
+        workers = svc.trainable_workers(store)
     except StoreError as exc:
         st.error(f"The registry is unavailable: {exc}")
         return
+    _go_to_run_page()
     if not workers:
         st.warning("No live workers can train: add one on the Workers page.")
+    training_library()
     data = data_ui()
     request = options_ui()
     info = st.session_state.get(RUN_KEY)
@@ -326,10 +353,8 @@ def training_page() -> None:
     if data is not None and workers and st.button(
             "Train", type="primary", key="train_go", disabled=active,
             help="One training run at a time: wait for it or cancel it." if active else None):
-        from master_app.federated.session import prepare
-
         try:
-            prepared = prepare(data, len(workers), request)
+            prepared = svc.prepare_training(data, len(workers), request)
         except ValueError as exc:
             st.error(f"Training stopped: {exc}")
         else:

@@ -17,8 +17,9 @@ import streamlit as st
 
 from database.config import StoreSettings, open_store
 from database.store import Store
+from tests.support.ui import _loopback_master  # noqa: F401 - autouse fixture
 
-TOKEN = "ui-test-token"
+TOKEN = "ui-test-grid-secret-0123456789abcdef01"
 
 
 @pytest.fixture(scope="package")

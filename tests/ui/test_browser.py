@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 LABELS = {"billing", "bug", "feature"}
+UI_PASSWORD = "browser-test-password"
 
 
 def _ui_up(url: str) -> bool:
@@ -46,7 +47,8 @@ def grid_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("NADG_AUTH_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY", "DATABASE_URL",
                         "SUPABASE_URL", "SUPABASE_SERVICE_KEY")}
-    env.update(NADG_REGISTRY=str(registry), PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in env.items() if not k.startswith("NADG_UI_")}
+    env.update(NADG_REGISTRY=str(registry), PYTHONUNBUFFERED="1", NADG_UI_PASSWORD=UI_PASSWORD)
     log = (tmp / "grid.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.grid", "--workers", "2", "--ui", "--ui-port", str(port)],
@@ -91,12 +93,23 @@ def test_a_person_runs_a_classification_from_the_browser(grid_ui: str, browser: 
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
     try:
         page.goto(grid_ui)
-        command = page.get_by_label("What should the grid do?")
+        # Only the login until the person signs in; a wrong password is refused.
+        password = page.get_by_label("Password", exact=True)
+        password.wait_for(timeout=60_000)
+        assert page.get_by_label("What should the grid do?").count() == 0
+        password.fill("not-the-password")
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.get_by_text("Wrong password.").wait_for(timeout=30_000)
+        assert page.get_by_label("What should the grid do?").count() == 0
+        page.get_by_label("Password", exact=True).fill(UI_PASSWORD)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        command = page.get_by_label("What should the grid do?", exact=True)
         command.wait_for(timeout=60_000)
         # The sidebar tells how the master is set up, never the token itself.
         page.get_by_text("2 live of 2").wait_for(timeout=30_000)
         command.fill("classify as billing / bug / feature")
-        page.locator("input[type=file]").set_input_files(str(REPO / "examples" / "tickets.csv"))
+        page.locator("input[type=file]").first.set_input_files(
+            str(REPO / "examples" / "tickets.csv"))
         page.get_by_text("tickets.csv: 40 rows").wait_for(timeout=30_000)
 
         page.get_by_role("button", name="Plan", exact=True).click()
@@ -113,7 +126,7 @@ def test_a_person_runs_a_classification_from_the_browser(grid_ui: str, browser: 
         results = page.locator("[data-testid=stDataFrame]").last
         rows = _table_rows(results)
         assert len(rows) >= 5, rows
-        assert [r[0] for r in rows[:5]] == ["0", "1", "2", "3", "4"]  # input order
+        assert [r[0] for r in rows[:5]] == ["1", "2", "3", "4", "5"]  # the input's ids
         assert rows[0][1] == "I was charged twice for my subscription this month"
         assert rows[1][1] == "The app crashes every time I open the settings page"
         assert all(r[2] in LABELS for r in rows), rows

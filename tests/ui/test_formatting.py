@@ -10,6 +10,9 @@ from database.models import CircuitState, TaskRecord, TaskStatus, WorkerNode, Wo
 from master_app.ui.formatting import (
     age,
     duration,
+    error_markdown,
+    humanise_error,
+    short_id,
     status_style,
     task_rows,
     validate_worker_url,
@@ -69,3 +72,44 @@ def test_task_rows_show_duration_and_counts() -> None:
     assert row["duration"] == "2.5s" and duration(t) == "2.5s"
     assert (row["subtasks"], row["completed"], row["failed"]) == (4, 3, 1)
     assert row["command"].endswith("...") and len(row["command"]) == 80
+
+
+def test_task_rows_show_short_ids() -> None:
+    t = TaskRecord(id="0123456789abcdef0123456789abcdef", command="x", plan={},
+                   status=TaskStatus.COMPLETED, created_at=NOW, updated_at=NOW)
+    [row] = task_rows([t])
+    assert row["id"] == "01234567" == short_id(t.id)
+
+
+@pytest.mark.parametrize(("raw", "plain"), [
+    ("the plan is not valid: plan: Value error, invalid params for classify: : Value error, "
+     "zero-shot classify needs at least 2 labels (or a trained head)",
+     "The plan is not valid: the parameters of classify: zero-shot classify needs at least 2 "
+     "labels (or a trained head)"),
+    ("classify works on data rows; give a data file (--data FILE or an upload).",
+     "Classify works on data rows; upload a data file."),
+    ("the plan is not valid: subtasks.0.python.code: Field required",
+     "The plan is not valid: subtask 1, code: is missing"),
+    ("the plan is not valid: plan: Value error, invalid params for classify: labels: Input "
+     "should be a valid list",
+     'The plan is not valid: the parameters of classify: labels: should be a list, e.g. '
+     '["a", "b"]'),
+])
+def test_errors_are_said_without_internal_jargon(raw: str, plain: str) -> None:
+    assert humanise_error(raw) == plain
+    assert "Value error" not in plain and "--data" not in plain
+
+
+def test_a_multi_line_error_keeps_its_line_breaks() -> None:
+    from master_app.planning import LocalPlanner
+    from master_app.planning.plan import PlanError
+
+    with pytest.raises(PlanError) as caught:
+        LocalPlanner().plan("make me a sandwich", None, [])
+    text = error_markdown(f"No plan: {caught.value}")
+    first, block = text.split("\n\n```text\n", 1)
+    assert first.startswith("No plan: I did not understand 'make me a sandwich'")
+    assert block.endswith("\n```")
+    lines = block.splitlines()
+    assert lines[0] == "I understand these commands:"
+    assert any(line.startswith("  classify as A / B / C") for line in lines)  # aligned
