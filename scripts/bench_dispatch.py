@@ -24,10 +24,11 @@ import httpx
 
 from database.backends.sqlite import SqliteStore
 from database.models import WorkerNode, WorkerStatus
-from master_app.dispatcher import Dispatcher
+from master_app.dispatch import Dispatcher
 from master_app.local_grid import LocalGrid
 from master_app.settings import MasterSettings
-from worker_node.protocol import Subtask
+from nexus_common.protocol import Subtask
+from nexus_common.signing import GridSigner
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ LATENCY_SAMPLES = 500
 SIM_SUBTASKS = 1_000
 SIM_WORKERS = 20
 SIM_SLEEP_S = 0.05
+#: The simulated grid's secret (a real one is random; this one never leaves the process).
+SIM_SECRET = "simulated-grid-secret-never-leaves-this-process"
 
 
 def _noops(n: int, task: str, sleep_ms: float = 0.0) -> list[Subtask]:
@@ -77,7 +80,7 @@ async def _local_workers(nodes: list[WorkerNode], token: str) -> list[tuple[str,
 
 def bench_local_workers() -> list[tuple[str, str, str]]:
     """Throughput and round trips to 2 real local workers."""
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory(prefix="nadg-bench-") as tmp:
         store = SqliteStore(Path(tmp) / "registry.db")
         try:
@@ -88,8 +91,13 @@ def bench_local_workers() -> list[tuple[str, str, str]]:
 
 
 def _simulated_transport() -> httpx.MockTransport:
+    signer = GridSigner(SIM_SECRET)
+
     async def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        if request.url.path == "/auth/prove":  # a simulated worker holds its key
+            return httpx.Response(200, json={"proof": signer.expected_proof(
+                str(request.url), body["challenge"])})
         subtasks = body if isinstance(body, list) else [body]
         await asyncio.sleep(SIM_SLEEP_S * len(subtasks))
         results = [{"id": s["id"], "status": "completed", "output": {}} for s in subtasks]
@@ -99,7 +107,7 @@ def _simulated_transport() -> httpx.MockTransport:
 
 
 async def _simulated() -> float:
-    settings = MasterSettings(NADG_HEDGING=False, NADG_AUTH_TOKEN="sim")
+    settings = MasterSettings(NADG_HEDGING=False, NADG_AUTH_TOKEN=SIM_SECRET)
     workers = [WorkerNode(id=i + 1, vm_url=f"http://sim-{i}.invalid", status=WorkerStatus.ACTIVE,
                           max_concurrency=1) for i in range(SIM_WORKERS)]
     async with httpx.AsyncClient(transport=_simulated_transport()) as http:

@@ -63,13 +63,13 @@ def _workers(n: int, token: str) -> Iterator[list[str]]:
 
 
 async def _run(urls: list[str], token: str) -> list[tuple[str, str, str]]:
+    from master_app.dispatch.client import WorkerClient
     from master_app.federated.centralised import train_centralised
     from master_app.federated.datasets import load_digits_data
     from master_app.federated.rounds import FederatedTrainer, TrainingConfig
     from master_app.federated.session import TrainRequest, prepare
-    from master_app.worker_client import WorkerClient
-    from worker_node.protocol import ModelSpec, TrainData, TrainHyper, WeightCodec
-    from worker_node.training.evaluate import Evaluator
+    from nexus_common.protocol import ModelSpec, TrainData, TrainHyper, WeightCodec
+    from nexus_common.training.evaluate import Evaluator
 
     rows: list[tuple[str, str, str]] = []
     digits = load_digits_data()
@@ -116,7 +116,7 @@ async def _run(urls: list[str], token: str) -> list[tuple[str, str, str]]:
         r = result.reports[0]
         rows.append(("bytes per round per worker, MiniLM LoRA r=4 (q,v) + head, fp32",
                      f"{(r.bytes_down + r.bytes_up) // 2:,}", "bytes"))
-        from worker_node.training.encoder import load_encoder
+        from nexus_common.training.encoder import load_encoder
 
         full = sum(p.numel() for p in load_encoder(None).model.parameters())
         rows.append(("bytes per round per worker, full MiniLM fine-tune, fp32 (computed)",
@@ -126,7 +126,7 @@ async def _run(urls: list[str], token: str) -> list[tuple[str, str, str]]:
 
 def benchmarks() -> list[tuple[str, str, str]]:
     """Rows ``(benchmark, figure, unit)`` for the Markdown table of ``scripts.bench``."""
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)
     with _workers(WORKERS, token) as urls:
         return asyncio.run(_run(urls, token))
 

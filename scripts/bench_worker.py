@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from nexus_common.signing import SigningAuth
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +67,7 @@ def _start_worker(token: str) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _http_rate(url: str, token: str, texts: list[str]) -> float:
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+    with httpx.Client(base_url=url, auth=SigningAuth(token), timeout=300) as client:
         def send(tag: str) -> None:
             for i in range(0, len(texts), PER_SUBTASK):
                 body = client.post("/execute", json={
@@ -83,7 +84,7 @@ def _http_rate(url: str, token: str, texts: list[str]) -> float:
 
 
 def _in_process_rate(texts: list[str]) -> float:
-    from worker_node.encoder import SentenceEncoder, default_model_path
+    from nexus_common.encoder import SentenceEncoder, default_model_path
 
     encoder = SentenceEncoder(default_model_path())
     encoder.encode(texts[:PER_SUBTASK])
@@ -97,7 +98,7 @@ def _in_process_rate(texts: list[str]) -> float:
 def bench() -> list[dict[str, Any]]:
     """Measure both rates and their ratio; one dict per figure."""
     texts = _sentences()
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)
     proc, url = _start_worker(token)
     try:
         http_rate = _http_rate(url, token, texts)
