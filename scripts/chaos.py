@@ -116,10 +116,14 @@ class MasterProcess:
     """One chaos master subprocess."""
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.chaos_master", *args, "--log", str(log)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)
+        # stderr to a file, never a pipe nobody reads while it runs: a master that logs a
+        # lot would fill the pipe and block on its next write
+        self.stderr_path = log.with_suffix(".stderr")
+        with self.stderr_path.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "scripts.chaos_master", *args, "--log", str(log)],
+                cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                start_new_session=True)
 
     def running(self) -> bool:
         """True while it runs."""
@@ -133,9 +137,10 @@ class MasterProcess:
 
     def error_tail(self) -> str:
         """The end of its stderr (once it has exited)."""
-        if self.proc.stderr is None:
+        try:
+            return self.stderr_path.read_bytes().decode(errors="replace")[-2000:]
+        except OSError:
             return ""
-        return self.proc.stderr.read().decode(errors="replace")[-2000:]
 
 
 class ChaosRun:

@@ -43,7 +43,7 @@ from master_app.dispatch import Dispatcher, WorkerClient
 from master_app.service import GridService
 from master_app.settings import MasterSettings
 from nexus_common.cli import new_app, run_app
-from nexus_common.protocol import ResultStatus, Subtask, SubtaskResult
+from nexus_common.protocol import HealthResponse, ResultStatus, Subtask, SubtaskResult
 
 app = new_app("The master scripts.chaos runs and kills.")
 
@@ -71,6 +71,10 @@ class CountingClient:
         self.inner = inner
         self.log = log
         self._calls = itertools.count(1)
+
+    async def health(self, url: str, timeout_s: float = 5.0) -> HealthResponse:
+        """``GET /health`` of ``url`` (not logged: it carries no subtask)."""
+        return await self.inner.health(url, timeout_s=timeout_s)
 
     def _results(self, url: str, results: Sequence[SubtaskResult]) -> None:
         for result in results:

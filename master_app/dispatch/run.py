@@ -159,6 +159,9 @@ class DispatchRun:
             await self.client.health(lane.worker.vm_url, timeout_s=HEALTH_CHECK_TIMEOUT_S)
         except WorkerCallError:
             return  # still down: the breaker stays open
+        except Exception:  # a check is advice: it never ends the run (the cooldown still holds)
+            logger.debug("health check of worker %s failed", lane.worker.id, exc_info=True)
+            return
         finally:
             lane.health_check_running = False
         if lane.breaker.state is CircuitState.OPEN:
