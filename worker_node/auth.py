@@ -23,7 +23,6 @@ requires.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nexus_common.addresses import throttle_key as client_key
 from nexus_common.protocol import AUTH_HEADER, ErrorResponse
 from nexus_common.signing import (
     HEADER_SIGNATURE,
@@ -238,17 +238,6 @@ class RequestAuth:
         guard.warn_legacy(address)
         scope.setdefault("state", {})[SCOPE_KEY] = AuthContext("bearer")
         await self.app(scope, receive, send)
-
-
-def client_key(address: str) -> str:
-    """The throttle key of a client address: itself, or its /64 for IPv6."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6 and ip.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
 async def _locked(send: Send, wait: float) -> None:

@@ -34,7 +34,8 @@ from master_app.ui.auth_config import (
     resolve_auth,
 )
 from master_app.ui.resources import get_settings
-from master_app.ui.throttle import LoginThrottle, address_key
+from master_app.ui.throttle import LoginThrottle
+from nexus_common.addresses import throttle_key as address_key
 from nexus_common.cli import new_app, run_app
 
 logger = logging.getLogger(__name__)

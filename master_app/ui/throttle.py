@@ -14,26 +14,12 @@ cannot grow it without limit.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-
-def address_key(address: str) -> str:
-    """The throttle key of a client address: itself, or its /64 for IPv6 (one host usually
-    holds a whole /64, so counting single IPv6 addresses would let it rotate through
-    fresh ones and never be locked)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6 and ip.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
 @dataclass

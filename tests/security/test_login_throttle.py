@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from master_app.ui import auth
-from master_app.ui.throttle import LoginThrottle, address_key
+from master_app.ui.throttle import LoginThrottle
+from nexus_common.addresses import throttle_key as address_key
 
 
 def _keys_as_the_app_builds_them(monkeypatch: pytest.MonkeyPatch, ip: str) -> list[str]:

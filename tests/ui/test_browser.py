@@ -8,20 +8,13 @@ The screenshot lands in test-artifacts/ (docs/screenshot.png is a copy of a good
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from database.config import StoreSettings, open_store
-from tests.support.servers import free_port
-from tests.support.waiting import wait_until
+from tests.support.browser_grid import grid_with_ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,52 +24,11 @@ LABELS = {"billing", "bug", "feature"}
 UI_PASSWORD = "browser-test-password"
 
 
-def _ui_up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/_stcore/health", timeout=1.0).text.strip() == "ok"
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def grid_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``make up`` on a free port with a registry of its own; yields the UI's URL."""
-    tmp = tmp_path_factory.mktemp("grid")
-    registry = tmp / "registry.db"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NADG_AUTH_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY", "DATABASE_URL",
-                        "SUPABASE_URL", "SUPABASE_SERVICE_KEY")}
-    env = {k: v for k, v in env.items() if not k.startswith("NADG_UI_")}
-    env.update(NADG_REGISTRY=str(registry), PYTHONUNBUFFERED="1", NADG_UI_PASSWORD=UI_PASSWORD)
-    log = (tmp / "grid.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.grid", "--workers", "2", "--ui", "--ui-port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: proc.poll() is not None or _ui_up(url), timeout=120,
-                   what="the grid's Streamlit UI")
-        if proc.poll() is not None:
-            raise AssertionError(f"scripts.grid exited with {proc.returncode}:\n"
-                                 + (tmp / "grid.log").read_text(errors="replace")[-3000:])
-        store = open_store(StoreSettings(NADG_REGISTRY=registry))
-        try:
-            wait_until(lambda: len(store.list_workers()) == 2, timeout=60,
-                       what="2 workers registered")
-        finally:
-            store.close()
+    with grid_with_ui(tmp_path_factory.mktemp("grid"), password=UI_PASSWORD) as (url, _):
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a person stops `make up`
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
 
 
 def _table_rows(frame: Any) -> list[list[str]]:

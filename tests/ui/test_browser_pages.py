@@ -18,13 +18,8 @@ session walks the items in order:
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +28,9 @@ from typing import Any
 import httpx
 import pytest
 
-from database.config import StoreSettings, open_store
 from database.models import WorkerStatus
 from database.store import Store
+from tests.support.browser_grid import grid_with_ui
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
 
@@ -46,56 +41,13 @@ ARTIFACTS = REPO / "test-artifacts"
 TIMEOUT_MS = 60_000
 
 
-def _ui_up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/_stcore/health", timeout=1.0).text.strip() == "ok"
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     """``make up`` on a free port with a registry of its own; yields the UI's URL and a
     handle on that registry (to change it behind the page's back)."""
-    tmp = tmp_path_factory.mktemp("grid-pages")
-    registry = tmp / "registry.db"
-    port = free_port()
-    drop = ("NADG_AUTH_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY", "DATABASE_URL",
-            "SUPABASE_URL", "SUPABASE_SERVICE_KEY")
-    env = {k: v for k, v in os.environ.items()
-           if k not in drop and not k.startswith("NADG_UI_")}
-    env.update(NADG_REGISTRY=str(registry), PYTHONUNBUFFERED="1")
-    log_path = tmp / "grid.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.grid", "--workers", "2", "--ui", "--ui-port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    store = None
-    try:
-        wait_until(lambda: proc.poll() is not None or _ui_up(url), timeout=120,
-                   what="the grid's Streamlit UI")
-        if proc.poll() is not None:
-            raise AssertionError(f"scripts.grid exited with {proc.returncode}:\n"
-                                 + log_path.read_text(errors="replace")[-3000:])
-        store = open_store(StoreSettings(NADG_REGISTRY=registry))
-        wait_until(lambda: len(store.list_workers()) == 2, timeout=60,
-                   what="2 workers registered")
-        yield url, store
-    finally:
-        if store is not None:
-            store.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(log_path, ARTIFACTS / "grid-pages.log")  # what the grid said, for a failure
+    with grid_with_ui(tmp_path_factory.mktemp("grid-pages"),
+                      keep_log_as="grid-pages.log") as grid:
+        yield grid
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,19 @@ one numbered item of the issue and asserts the fixed behaviour as a person sees 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from database.config import StoreSettings, open_store
 from database.models import TaskStatus
 from database.store import Store
-from tests.support.servers import free_port
+from tests.support.browser_grid import grid_with_ui
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,53 +39,12 @@ UI_PASSWORD = "browser-run-test-password"
 WAIT_MS = 30_000
 
 
-def _ui_up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/_stcore/health", timeout=1.0).text.strip() == "ok"
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def grid_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     """``make up`` on a free port with a registry of its own; yields the UI's URL and a
     handle on the registry."""
-    tmp = tmp_path_factory.mktemp("grid")
-    registry = tmp / "registry.db"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NADG_AUTH_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY", "DATABASE_URL",
-                        "SUPABASE_URL", "SUPABASE_SERVICE_KEY")}
-    env = {k: v for k, v in env.items() if not k.startswith("NADG_UI_")}
-    env.update(NADG_REGISTRY=str(registry), PYTHONUNBUFFERED="1", NADG_UI_PASSWORD=UI_PASSWORD)
-    log = (tmp / "grid.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.grid", "--workers", "2", "--ui", "--ui-port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    store = None
-    try:
-        wait_until(lambda: proc.poll() is not None or _ui_up(url), timeout=120,
-                   what="the grid's Streamlit UI")
-        if proc.poll() is not None:
-            raise AssertionError(f"scripts.grid exited with {proc.returncode}:\n"
-                                 + (tmp / "grid.log").read_text(errors="replace")[-3000:])
-        store = open_store(StoreSettings(NADG_REGISTRY=registry))
-        wait_until(lambda: len(store.list_workers()) == 2, timeout=60,
-                   what="2 workers registered")
-        yield url, store
-    finally:
-        if store is not None:
-            store.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a person stops `make up`
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
+    with grid_with_ui(tmp_path_factory.mktemp("grid"), password=UI_PASSWORD) as grid:
+        yield grid
 
 
 @pytest.fixture(scope="module")
