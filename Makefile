@@ -46,4 +46,4 @@ bench: install
 	$(PY) -m scripts.bench
 
 clean:
-	rm -rf $(VENV) .nadg .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .nadg .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nexus_common.loading import MODEL_BUILD_LOCK
+
 if TYPE_CHECKING:
     import torch
 
@@ -62,9 +64,10 @@ class SentenceEncoder:
         local = Path(name_or_path).exists()
         self.name = name_or_path
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
-        self.model = AutoModel.from_pretrained(name_or_path, local_files_only=local,
-                                               dtype=getattr(torch, dtype)).to(device)
+        with MODEL_BUILD_LOCK:  # see nexus_common.loading
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+            self.model = AutoModel.from_pretrained(name_or_path, local_files_only=local,
+                                                   dtype=getattr(torch, dtype)).to(device)
         self.model.eval()
         self.max_length = _max_seq_length(name_or_path, self.tokenizer)
         self.dim = int(self.model.config.hidden_size)

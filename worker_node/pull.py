@@ -164,6 +164,10 @@ class PullWorker:
             except (StoreError, StoreUnavailable) as exc:
                 logger.warning("could not extend leases: %s", exc)
                 continue
+            except Exception:  # the extender must outlive any one failure, or leases
+                # lapse under running subtasks and another worker runs them again
+                logger.exception("could not extend leases")
+                continue
             for lost in set(held) - kept:
                 logger.info("subtask %s: lease lost (it finished elsewhere or was revoked)",
                             lost)
@@ -176,10 +180,14 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 def serve(options: PullOptions | None = None) -> int:
     """Run a pull worker from the environment until SIGINT/SIGTERM; returns an exit code
-    (0 stopped, 1 refused credential, 3 store unreachable or misconfigured)."""
+    (0 stopped, 1 refused credential, 3 store unreachable or misconfigured, or a sandbox
+    or device this host cannot give)."""
     from database.leases import open_pull_store
-    from worker_node.hardening import drop_secrets, harden
+    from worker_node.device import PlacementError
+    from worker_node.hardening import HardeningRefused, drop_secrets, harden
     from worker_node.main import _configure_logging
+    from worker_node.sandbox_isolation import SandboxRefused
+    from worker_node.settings import InsecureStartRefused
 
     settings = WorkerSettings()
     _configure_logging(settings.log_level)
@@ -192,6 +200,9 @@ def serve(options: PullOptions | None = None) -> int:
     try:
         harden(settings, True)
         return asyncio.run(_main(store, settings, options))
+    except (HardeningRefused, SandboxRefused, PlacementError, InsecureStartRefused) as exc:
+        logger.error("this worker cannot start: %s", exc)
+        return 3
     except CredentialRefused as exc:
         logger.error("the store refused this worker's credential: %s", exc)
         return 1

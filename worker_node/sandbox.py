@@ -235,8 +235,8 @@ def _reap_forever(interval_s: float = 5.0) -> None:
         time.sleep(interval_s)
         try:
             sandbox_procs.sweep_orphans()
-        except OSError as exc:  # never let the reaper thread die
-            logger.warning("sandbox reaper: %s", exc)
+        except Exception:  # never let the reaper thread die: orphans would pile up
+            logger.exception("sandbox reaper")
 
 
 # --- one run ------------------------------------------------------------------------------

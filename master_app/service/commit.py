@@ -112,6 +112,15 @@ class GroupCommit:
             self._writer = None
 
     async def _write(self, batch: _Pending) -> None:
+        try:
+            await self._write_batch(batch)
+        except BaseException as exc:  # every waiter must hear of it; then re-raise
+            for _, fut in [*batch.attempts, *batch.outcomes]:
+                _fail(fut, exc if isinstance(exc, Exception) else RuntimeError(
+                    f"the store writer stopped ({type(exc).__name__})"))
+            raise
+
+    async def _write_batch(self, batch: _Pending) -> None:
         attempts = [a for a, _ in batch.attempts]
         outcomes = [o for o, _ in batch.outcomes]
         try:

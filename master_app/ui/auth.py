@@ -152,7 +152,10 @@ def _password_attempt(config: AuthConfig, password: str) -> Identity | None:
         logger.warning("failed sign-in (%s, %d in a row)", keys[1], throttle.failures(keys[1]))
         st.error("Wrong password." + (" " + _wait_message(lockout) if lockout else ""))
         return None
-    throttle.succeeded(keys)
+    if is_operator:
+        throttle.succeeded(keys)
+    else:
+        throttle.refund(keys)
     role = Role.OPERATOR if is_operator else Role.VIEWER
     logger.info("signed in as %s (%s)", role, keys[1])
     return Identity(str(role), role, "password", since=time.time())
@@ -179,7 +182,7 @@ def _login_form_ui(config: AuthConfig) -> None:
                      "unverified email, or not in NADG_UI_VIEWERS / NADG_UI_OPERATORS).")
             if st.button("Sign out", key="login_oidc_logout"):
                 st.logout()
-    if config.operator is not None:
+    if config.operator is not None or config.viewer is not None:
         with st.form("login_form", clear_on_submit=True):
             password = st.text_input("Password", type="password", key="login_password",
                                      autocomplete="current-password")
@@ -238,6 +241,10 @@ def auth_sidebar_ui() -> None:
         sign_out()
 
 
+def _login_commands() -> None:
+    """The master's login (a group, so that ``hash`` stays a subcommand)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m master_app.ui.auth hash``: print a hash for NADG_UI_PASSWORD_HASH
     (the same as ``nexus hash-password``)."""
@@ -245,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     app = new_app("The master's login.")
     app.command("hash", help="Read a password, print its scrypt hash.")(hash_password_command)
+    app.callback()(_login_commands)
     return run_app(app, argv, prog_name="python -m master_app.ui.auth")
 
 

@@ -105,10 +105,20 @@ class LoginThrottle:
         return longest
 
     def succeeded(self, keys: Iterable[str]) -> None:
-        """A right password: forget the failures of these keys."""
+        """The operator's password: forget the failures of these keys."""
         with self._lock:
             for key in keys:
                 self._records.pop(key, None)
+
+    def refund(self, keys: Iterable[str]) -> None:
+        """A right password that must not reset the count (a viewer's): take back only the
+        failure :meth:`attempt` counted in advance for it. Otherwise whoever holds the
+        viewer password could clear the lockout of their operator guesses at will."""
+        with self._lock:
+            for key in keys:
+                record = self._records.get(key)
+                if record is not None and record.failures > 0:
+                    record.failures -= 1
 
     def failures(self, key: str) -> int:
         """Failures in a row recorded for ``key`` (for the message and for tests)."""

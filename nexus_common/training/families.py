@@ -15,7 +15,6 @@ both sides rebuild them from the spec.
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from abc import ABC, abstractmethod
 from typing import Any
@@ -23,13 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from nexus_common.loading import MODEL_BUILD_LOCK
 from nexus_common.protocol import ModelFamily, ModelSpec
 from nexus_common.training import encoder as enc_mod
 from nexus_common.training.tensors import Tensors
 
 logger = logging.getLogger(__name__)
 
-_BUILD_LOCK = threading.RLock()
+_BUILD_LOCK = MODEL_BUILD_LOCK  # one lock for every model build (nexus_common.loading)
 
 
 class WeightsMismatch(ValueError):

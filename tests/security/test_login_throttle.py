@@ -45,3 +45,17 @@ def test_client_keys() -> None:
     assert address_key("203.0.113.9") == "203.0.113.9"
     assert address_key("::ffff:203.0.113.9") == "203.0.113.9"
     assert address_key("not-an-ip") == "not-an-ip"
+
+
+def test_a_viewer_sign_in_does_not_reset_the_lockout_of_operator_guesses() -> None:
+    """Whoever holds the viewer password must not get unlimited operator guesses by
+    signing in as a viewer between them."""
+    throttle = LoginThrottle(free_failures=5, base_lockout_s=30)
+    keys = ["session:a", "client:203.0.113.9"]
+    for _ in range(4):  # four wrong operator guesses
+        assert throttle.attempt(keys) == 0
+    assert throttle.attempt(keys) == 0  # the viewer password: counted in advance...
+    throttle.refund(keys)  # ...then refunded, not reset
+    assert throttle.failures("client:203.0.113.9") == 4
+    # the next wrong guess, from a fresh session, locks as if the viewer had not signed in
+    assert throttle.failed(["session:b", "client:203.0.113.9"]) > 0

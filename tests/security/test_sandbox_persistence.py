@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def test_a_key_left_in_a_keyring_is_not_read_by_the_next_run(target: Target) -> 
 
 
 REGAIN = r'''
-import subprocess, sys
+import subprocess
+import sys
 child = r"""
 import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -116,7 +118,7 @@ except OSError:
 caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]
 print(caps, writable, wrote)
 """
-out = subprocess.run([sys.executable, "-c", child, INPUT], capture_output=True, text=True)
+out = subprocess.run([__PYTHON__, "-c", child, INPUT], capture_output=True, text=True)
 RESULT = out.stdout.split() or out.stderr
 '''
 
@@ -128,7 +130,10 @@ def test_exec_regains_no_capability_in_the_user_namespace() -> None:
     target = host / "escaped"
     try:
         bare = Isolation("namespaces", namespaces=True, landlock_abi=0, run_uids=False)
-        outcome = sandbox._run(bare, REGAIN, str(target),  # noqa: SLF001 - a forced level
+        # the interpreter itself, resolved here: a venv's link to it may sit under /tmp (a
+        # checkout there), which is behind the run's private /tmp
+        code = REGAIN.replace("__PYTHON__", repr(os.path.realpath(sys.executable)))
+        outcome = sandbox._run(bare, code, str(target),  # noqa: SLF001 - a forced level
                                sandbox.SandboxLimits(timeout_s=30), None)
         if outcome.exit_code == EXIT_SETUP_FAILED:
             pytest.skip(f"no user namespaces here: {outcome.stderr[-300:]}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from nexus_common.loading import MODEL_BUILD_LOCK
 from nexus_common.protocol import GeneratePayload, SubtaskKind
 from worker_node.device import Placement
 from worker_node.executors.base import ExecutionContext, SubtaskTimedOut
@@ -87,11 +88,12 @@ class CausalLM:
         local = Path(name_or_path).exists()
         try:
             # never run a model repository's own Python (auto_map): weights and config only
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local,
-                                                      trust_remote_code=False)
-            model = AutoModelForCausalLM.from_pretrained(
-                name_or_path, local_files_only=local, dtype=self.placement.torch_dtype(),
-                trust_remote_code=False)
+            with MODEL_BUILD_LOCK:  # see nexus_common.loading
+                tokenizer = AutoTokenizer.from_pretrained(
+                    name_or_path, local_files_only=local, trust_remote_code=False)
+                model = AutoModelForCausalLM.from_pretrained(
+                    name_or_path, local_files_only=local, dtype=self.placement.torch_dtype(),
+                    trust_remote_code=False).to(self.placement.device)
         except (OSError, ValueError, KeyError) as exc:
             where = "the local path" if local else "the Hugging Face Hub id"
             raise ModelLoadError(
@@ -107,7 +109,7 @@ class CausalLM:
                                      "nor an end-of-text token, so prompts cannot be batched")
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
-        self.model = model.to(self.placement.device)
+        self.model = model
         self.model.eval()
         self.chat = bool(getattr(tokenizer, "chat_template", None))
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
