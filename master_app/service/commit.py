@@ -115,9 +115,12 @@ class GroupCommit:
         try:
             await self._write_batch(batch)
         except BaseException as exc:  # every waiter must hear of it; then re-raise
-            for _, fut in [*batch.attempts, *batch.outcomes]:
-                _fail(fut, exc if isinstance(exc, Exception) else RuntimeError(
-                    f"the store writer stopped ({type(exc).__name__})"))
+            reason = exc if isinstance(exc, Exception) else RuntimeError(
+                f"the store writer stopped ({type(exc).__name__})")
+            futures: list[asyncio.Future[Any]] = [f for _, f in batch.attempts]
+            futures += [f for _, f in batch.outcomes]
+            for fut in futures:
+                _fail(fut, reason)
             raise
 
     async def _write_batch(self, batch: _Pending) -> None:

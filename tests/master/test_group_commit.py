@@ -222,3 +222,27 @@ async def test_flush_waits_for_queued_attempts(tmp_path: Path, linger: float) ->
         assert store.subtask_counts(tid) == {SubtaskStatus.RUNNING: 5}
     finally:
         store.close()
+
+
+class _WrongAnswerStore(SqliteStore):
+    """A store whose batch write answers for fewer items than it was given."""
+
+    def write_batch(self, attempts: Sequence[AttemptWrite],
+                    outcomes: Sequence[OutcomeWrite]) -> BatchWritten:
+        done = super().write_batch(attempts, outcomes)
+        return BatchWritten(attempts=done.attempts, recorded=done.recorded[:-1])
+
+
+async def test_a_writer_that_breaks_fails_its_callers_instead_of_leaving_them_waiting(
+        tmp_path: Path) -> None:
+    store = _WrongAnswerStore(tmp_path / "r.db")
+    try:
+        tid = _task(store, 2)
+        commit = GroupCommit(store, linger_s=0.01)
+        calls = [commit.outcome(OutcomeWrite(f"{tid}:{i}", DONE, result={"i": i}))
+                 for i in range(2)]
+        got = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True),
+                                     timeout=10)
+        assert any(isinstance(g, ValueError) for g in got), got
+    finally:
+        store.close()
