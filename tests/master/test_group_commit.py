@@ -95,7 +95,8 @@ async def test_an_outcome_is_not_acknowledged_before_its_batch_is_durable(
         acked = asyncio.ensure_future(commit.outcome(OutcomeWrite(f"{tid}:0", DONE,
                                                                   result={"v": 1})))
         await asyncio.to_thread(store.entered.wait, 10)
-        await asyncio.sleep(0.05)  # give a wrongly early acknowledgement every chance
+        for _ in range(20):  # let every ready callback run: an early ack would show now
+            await asyncio.sleep(0)
         assert not acked.done(), "acknowledged while the write was still in flight"
         assert store.get_task(tid).subtasks[0].status is SubtaskStatus.PENDING
         store.gate.set()
