@@ -10,62 +10,19 @@ prints the rows on their own.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from scripts.bench_processes import bench_worker
+
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TRIVIAL = "RESULT = 6 * 7"
 WARMUP = 3
 RUNS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_worker() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "NADG_ALLOW_INSECURE": "1", "NADG_REGISTER": "0",
-           "NADG_CAPACITY": "1", "WORKER_ID": "bench-sandbox", "NADG_LOG_LEVEL": "WARNING",
-           "NADG_SANDBOX_ALLOW_WEAK": "1"}
-    env.pop("NADG_AUTH_TOKEN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "worker_node.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=REPO_ROOT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bench worker exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling a subprocess we started, outside the test suite
-    proc.kill()
-    raise RuntimeError("bench worker did not answer /health within 120 s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _http_p50(url: str) -> tuple[float, str]:
@@ -105,11 +62,9 @@ def _direct_p50() -> float:
 
 def bench() -> list[dict[str, Any]]:
     """Both p50 figures; one dict per row."""
-    proc, url = _start_worker()
-    try:
+    with bench_worker({"NADG_ALLOW_INSECURE": "1", "NADG_AUTH_TOKEN": "", "NADG_CAPACITY": "1",
+                       "WORKER_ID": "bench-sandbox", "NADG_SANDBOX_ALLOW_WEAK": "1"}) as url:
         http_ms, level = _http_p50(url)
-    finally:
-        _stop(proc)
     direct_ms = _direct_p50()
     return [
         {"benchmark": f"trivial python subtask p50 via worker HTTP (sandbox: {level})",

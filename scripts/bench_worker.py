@@ -9,22 +9,17 @@ short sentences sent as 4 subtasks of 64.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from nexus_common.signing import SigningAuth
+from scripts.bench_processes import bench_worker
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 N_SENTENCES = 256
 PER_SUBTASK = 64
 ROUNDS = 2
@@ -34,36 +29,6 @@ def _sentences(n: int = N_SENTENCES) -> list[str]:
     topics = ["billing", "a crash", "a feature", "the weather", "a delivery", "the login"]
     return [f"Customer message {i} about {topics[i % len(topics)]}: it happened again "
             f"on day {i % 31} and needs an answer" for i in range(n)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_worker(token: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "NADG_AUTH_TOKEN": token, "NADG_REGISTER": "0",
-           "NADG_CAPACITY": "1", "WORKER_ID": "bench-worker",
-           "NADG_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "worker_node.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=REPO_ROOT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bench worker exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling a subprocess we started, outside the test suite
-    proc.kill()
-    raise RuntimeError("bench worker did not answer /health within 120 s")
 
 
 def _http_rate(url: str, token: str, texts: list[str]) -> float:
@@ -99,15 +64,9 @@ def bench() -> list[dict[str, Any]]:
     """Measure both rates and their ratio; one dict per figure."""
     texts = _sentences()
     token = secrets.token_urlsafe(32)
-    proc, url = _start_worker(token)
-    try:
+    with bench_worker({"NADG_AUTH_TOKEN": token, "NADG_CAPACITY": "1",
+                       "WORKER_ID": "bench-worker"}) as url:
         http_rate = _http_rate(url, token, texts)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     local_rate = _in_process_rate(texts)
     return [
         {"benchmark": "embed via one worker over HTTP", "value": http_rate,
