@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import select
 import shutil
 import signal
 import stat
@@ -41,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from worker_node import sandbox_procs
 from worker_node.sandbox_isolation import (
@@ -50,6 +49,7 @@ from worker_node.sandbox_isolation import (
     candidates,
     refusal,
 )
+from worker_node.sandbox_watch import CappedReader, stop, wait_for_run, write_job
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ LANDLOCK = Path(__file__).with_name("sandbox_landlock.py")
 SECCOMP = Path(__file__).with_name("sandbox_seccomp.py")
 SAFE_ENV_VARS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 NOBODY_UID = 65534
-_CHUNK = 64 * 1024
-#: How long a keeper gets to clean up after SIGTERM before its group is SIGKILLed.
-STOP_GRACE_S = 1.0
-#: How often the size of a run folder is checked (levels without a private tmpfs).
-DISK_POLL_S = 0.1
 DEFAULT_DISK_BYTES = 64 * 1024 * 1024
 _SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt",
                       "/proc", "/sys", "/dev")
@@ -115,30 +110,6 @@ class SandboxOutcome:
             "result_error": self.result_error, "killed_by": self.killed_by,
             "timed_out": self.timed_out,
         }
-
-
-class _CappedReader(threading.Thread):
-    """Drains a pipe, keeping at most ``cap`` bytes."""
-
-    def __init__(self, stream: IO[bytes], cap: int) -> None:
-        super().__init__(daemon=True)
-        self.stream, self.cap = stream, cap
-        self.kept = bytearray()
-        self.truncated = False
-
-    def run(self) -> None:
-        try:
-            while chunk := self.stream.read1(_CHUNK):  # type: ignore[attr-defined]
-                room = self.cap - len(self.kept)
-                if room > 0:
-                    self.kept += chunk[:room]
-                if len(chunk) > room:
-                    self.truncated = True
-        except (OSError, ValueError):
-            return
-
-    def text(self) -> str:
-        return self.kept.decode("utf-8", errors="replace")
 
 
 # --- configuration: one isolation level per worker process --------------------------------
@@ -307,72 +278,6 @@ def _run_folder_root(other_uid: bool) -> str:
     return root
 
 
-def _folder_bytes(path: str) -> int:
-    total = 0
-    with contextlib.suppress(OSError):
-        for root, _dirs, files in os.walk(path):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
-    return total
-
-
-def _exited(pidfd: int | None, proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait up to ``timeout`` s for ``proc`` to exit (woken at once through its pidfd)."""
-    if pidfd is None:
-        try:
-            proc.wait(timeout=timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(max(0, int(timeout * 1000) + 1)))
-
-
-def _wait(proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event | None,
-          workdir: str | None, disk_bytes: int) -> str | None:
-    """Wait for ``proc``; the reason it was cut short (``timeout``, ``cancel``, ``disk``)
-    or None when it ended by itself."""
-    pidfd = None
-    with contextlib.suppress(OSError, AttributeError):
-        pidfd = os.pidfd_open(proc.pid)
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return "timeout"
-            step = remaining if cancel is None and workdir is None else \
-                min(remaining, DISK_POLL_S)
-            if _exited(pidfd, proc, step):
-                return None
-            if cancel is not None and cancel.is_set():
-                return "cancel"
-            if workdir is not None and _folder_bytes(workdir) > disk_bytes:
-                return "disk"
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Ask the keeper to kill its run (it cleans up below itself), then kill its group."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=STOP_GRACE_S)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _feed(proc: subprocess.Popen[bytes], job: bytes) -> None:
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.write(job)
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.close()
-
-
 def run_python(code: str, input_value: Any, limits: SandboxLimits,
                cancel: threading.Event | None = None) -> SandboxOutcome:
     """Run ``code`` (with ``INPUT`` = ``input_value``) in the sandbox; never raises for
@@ -421,16 +326,16 @@ def _run(isolation: Isolation, code: str, input_value: Any, limits: SandboxLimit
         os.close(result_w)
         result_w = -1
         assert proc.stdout is not None and proc.stderr is not None  # PIPE was given
-        readers = [_CappedReader(proc.stdout, limits.output_bytes),
-                   _CappedReader(proc.stderr, limits.output_bytes),
-                   _CappedReader(os.fdopen(result_r, "rb"), limits.result_bytes)]
+        readers = [CappedReader(proc.stdout, limits.output_bytes),
+                   CappedReader(proc.stderr, limits.output_bytes),
+                   CappedReader(os.fdopen(result_r, "rb"), limits.result_bytes)]
         result_r = -1
         for reader in readers:
             reader.start()
-        _feed(proc, json.dumps({"code": code, "input": input_value}).encode())
-        cut = _wait(proc, start + limits.timeout_s, cancel, workdir, disk_bytes)
+        write_job(proc, json.dumps({"code": code, "input": input_value}).encode())
+        cut = wait_for_run(proc, start + limits.timeout_s, cancel, workdir, disk_bytes)
         if cut is not None:
-            _stop(proc)
+            stop(proc)
         exit_code = proc.wait()
         sandbox_procs.finished(proc.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -461,7 +366,7 @@ def _run(isolation: Isolation, code: str, input_value: Any, limits: SandboxLimit
             _pool.release(uid)
 
 
-def _result(reader: _CappedReader, cut: str | None, disk_bytes: int,
+def _result(reader: CappedReader, cut: str | None, disk_bytes: int,
             result_bytes: int) -> tuple[Any, str | None]:
     if cut == "disk":
         return None, (f"the run wrote more than {disk_bytes} bytes to its folder and was "

@@ -4,7 +4,8 @@ Every answered call closes the worker's breaker and every failed one counts towa
 it (an auth error counts twice); both are mirrored to the registry when there is one
 (dispatch counts, latency and circuit state), off the event loop. :class:`AllDownWatch`
 says when no worker has been up (closed breaker, not answering only 503) for
-``all_down_grace_s``.
+``all_down_grace_s``; :class:`ComebackChecks` notices a worker whose breaker is open
+answering again.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from collections.abc import Sequence
 
 from database.models import CircuitState
 from database.store import Registry
-from master_app.dispatch.client import WorkerAuthError
+from master_app.dispatch.client import WorkerAuthError, WorkerCallError, WorkerClient
 from master_app.dispatch.lanes import Lane
 from master_app.metrics import observe_breaker
 
 # The dispatcher's modules log under one name, as when they were one module.
 logger = logging.getLogger("master_app.dispatch.dispatcher")
+
+#: While a worker's breaker is open, its ``/health`` is asked this often (seconds), so a
+#: worker that comes back (restarted by a watchdog, a network blip over) gets work again
+#: within about a second instead of after the whole breaker cooldown.
+HEALTH_CHECK_EVERY_S = 1.0
+HEALTH_CHECK_TIMEOUT_S = 2.0
 
 
 #: Seconds the registry's dispatch counters may lag: they are added up per worker and
@@ -130,3 +137,46 @@ class AllDownWatch:
         if lane.breaker.state is not CircuitState.CLOSED:
             return False
         return lane.busy_since is None or now - lane.busy_since < self.grace_s
+
+
+class ComebackChecks:
+    """Asks ``/health`` of each worker whose breaker is open, about once a second; a worker
+    that answers gets its half-open probe at once (and the run's loop is woken)."""
+
+    def __init__(self, client: WorkerClient, wake: asyncio.Event) -> None:
+        self.client = client
+        self.wake = wake
+        self.running: set[asyncio.Task[None]] = set()
+
+    def check(self, lanes: Sequence[Lane]) -> None:
+        """Start a check of every open lane whose next check is due."""
+        now = time.monotonic()
+        for lane in lanes:
+            if (lane.health_check_running or now < lane.next_health_check
+                    or lane.breaker.state is not CircuitState.OPEN):
+                continue
+            lane.health_check_running = True
+            lane.next_health_check = now + HEALTH_CHECK_EVERY_S
+            task = asyncio.create_task(self._check(lane))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    def cancel(self) -> None:
+        """Stop the checks in flight (the run is over)."""
+        for task in list(self.running):
+            task.cancel()
+
+    async def _check(self, lane: Lane) -> None:
+        try:
+            await self.client.health(lane.worker.vm_url, timeout_s=HEALTH_CHECK_TIMEOUT_S)
+        except WorkerCallError:
+            return  # still down: the breaker stays open
+        except Exception:  # a check is advice: it never ends the run (the cooldown still holds)
+            logger.debug("health check of worker %s failed", lane.worker.id, exc_info=True)
+            return
+        finally:
+            lane.health_check_running = False
+        if lane.breaker.state is CircuitState.OPEN:
+            logger.info("worker %s answers /health again; probing it now", lane.worker.id)
+            lane.breaker.probe_now()
+            self.wake.set()

@@ -17,11 +17,10 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from database.models import CircuitState
 from database.store import Registry
 from master_app.dispatch.client import WorkerBusy, WorkerCallError, WorkerClient, WorkerRefused
 from master_app.dispatch.events import EventCallback, EventKind, ProgressEvent
-from master_app.dispatch.health import AllDownWatch, WorkerHealth
+from master_app.dispatch.health import AllDownWatch, ComebackChecks, WorkerHealth
 from master_app.dispatch.hedging import HedgePolicy
 from master_app.dispatch.lanes import (
     Copy,
@@ -46,11 +45,6 @@ TICK_S = 0.05
 #: Ready items looked at beyond what the free slots can take (for items that must wait
 #: for a worker they have not failed on).
 READY_SPARE = 64
-#: While a worker's breaker is open, its ``/health`` is asked this often (seconds), so a
-#: worker that comes back (restarted by a watchdog, a network blip over) gets work again
-#: within about a second instead of after the whole breaker cooldown.
-HEALTH_CHECK_EVERY_S = 1.0
-HEALTH_CHECK_TIMEOUT_S = 2.0
 
 
 class DispatchRun:
@@ -74,7 +68,7 @@ class DispatchRun:
         self.durations: list[float] = []
         self.wake = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
-        self.health_checks: set[asyncio.Task[None]] = set()
+        self.comebacks = ComebackChecks(client, self.wake)
         self.remaining = len(self.items)
         self.first_open = 0
         self.hedging = HedgePolicy(settings)
@@ -99,7 +93,7 @@ class DispatchRun:
                     self.report.deadline_passed = True
                     await self._fail_all(f"the task deadline of {self.deadline_s:g}s passed")
                     break
-                self._check_open_lanes()
+                self.comebacks.check(self.lanes)
                 self._launch_ready()
                 if self.hedging.enabled:
                     self._hedge_stragglers()
@@ -112,8 +106,7 @@ class DispatchRun:
                     async with asyncio.timeout(TICK_S):
                         await self.wake.wait()
         finally:
-            for check in list(self.health_checks):
-                check.cancel()
+            self.comebacks.cancel()
             await self._cancel_copies()
             # Attempts still recording their outcome (the sink) finish before we return.
             while self.background:
@@ -138,36 +131,6 @@ class DispatchRun:
             self.on_event(event)
         except Exception:
             logger.exception("on_event callback failed for %s", event)
-
-    # -- workers coming back --------------------------------------------------------
-
-    def _check_open_lanes(self) -> None:
-        """Ask ``/health`` of each worker whose breaker is open, about once a second."""
-        now = time.monotonic()
-        for lane in self.lanes:
-            if (lane.health_check_running or now < lane.next_health_check
-                    or lane.breaker.state is not CircuitState.OPEN):
-                continue
-            lane.health_check_running = True
-            lane.next_health_check = now + HEALTH_CHECK_EVERY_S
-            task = asyncio.create_task(self._health_check(lane))
-            self.health_checks.add(task)
-            task.add_done_callback(self.health_checks.discard)
-
-    async def _health_check(self, lane: Lane) -> None:
-        try:
-            await self.client.health(lane.worker.vm_url, timeout_s=HEALTH_CHECK_TIMEOUT_S)
-        except WorkerCallError:
-            return  # still down: the breaker stays open
-        except Exception:  # a check is advice: it never ends the run (the cooldown still holds)
-            logger.debug("health check of worker %s failed", lane.worker.id, exc_info=True)
-            return
-        finally:
-            lane.health_check_running = False
-        if lane.breaker.state is CircuitState.OPEN:
-            logger.info("worker %s answers /health again; probing it now", lane.worker.id)
-            lane.breaker.probe_now()
-            self.wake.set()
 
     # -- launching -------------------------------------------------------------------
 

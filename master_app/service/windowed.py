@@ -9,7 +9,7 @@ counters, and at most :data:`KEEP_FAILURES` failure rows. The outcome carries no
 
 Progress events count over the whole task (``done``/``total`` are the task's, not the
 window's). Cancelling stops the current window and cancels the rest of the task in one
-statement (:meth:`~master_app.service.runner.StoreSink.settle`).
+statement (:meth:`~master_app.service.sink.StoreSink.settle`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from master_app.dispatch import DispatchReport, EventCallback, Failure, Progress
 from nexus_common.protocol import Subtask
 
 if TYPE_CHECKING:
-    from master_app.service.runner import JobRunner, StoreSink, TaskOutcome
+    from master_app.service.runner import JobRunner, TaskOutcome
+    from master_app.service.sink import StoreSink
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,8 @@ Session state keys (one browser session); they outlive a visit to another page:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -29,11 +25,10 @@ from database.store import StoreError
 from master_app.ui import jobs_api
 from master_app.ui.auth import can_operate
 from master_app.ui.formatting import error_markdown
-from master_app.ui.live_view import live_ui
 from master_app.ui.plan_view import plan_json_editor_ui, plan_preview_ui
 from master_app.ui.resources import get_runs, get_settings, get_store
-from master_app.ui.results_view import results_ui
-from master_app.ui.run_state import RunSnapshot
+from master_app.ui.run_data import LoadedData, upload_ui
+from master_app.ui.run_progress import finished_run_ui, live_run_ui
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +49,8 @@ EXAMPLES = {
         "an outline of five sections on federated learning, then merge them",
     "Diagnostics (no-op)": "noop 8 sleep 50",
 }
-#: Seconds between two reads of a running task's progress (a bounded rate: the page's
-#: reruns never starve the run, whose thread only takes a lock to fold each event).
-POLL_S = 1.0
-#: How long a click on Cancel waits for the run to end before the page polls again.
-CANCEL_WAIT_S = 2.0
 #: Widget keys whose values survive a visit to another page.
 KEPT_WIDGETS = ("run_command", "run_example", "run_planner", "run_advanced")
-
-
-@dataclass(frozen=True)
-class LoadedData:
-    """An uploaded file, parsed once (by its content's hash) with its summary."""
-
-    key: str
-    name: str
-    dataset: Any
-    summary: Any
 
 
 def _restore_widgets() -> None:
@@ -110,72 +90,6 @@ def command_ui() -> str:
         "range(N): CODE, ...).",
     )
     return command.strip()
-
-
-def _load(content: bytes, name: str) -> LoadedData:
-    """Parse an upload once per content (the hash is the key), with its summary."""
-    return _parsed(hashlib.sha256(content).hexdigest(), name, content)
-
-
-def _parse(digest: str, name: str, content: bytes) -> LoadedData:
-    settings = get_settings()
-    dataset = jobs_api.load_dataset(content, name, max_bytes=settings.max_upload_bytes,
-                                    max_rows=settings.max_rows)
-    return LoadedData(key=digest, name=name, dataset=dataset, summary=dataset.summary())
-
-
-#: Parsed uploads shared by the sessions of this master, by content hash (a few of them).
-_parsed: Callable[[str, str, bytes], LoadedData] = st.cache_resource(
-    max_entries=4, show_spinner="Reading the file...",
-    hash_funcs={bytes: lambda _content: None})(_parse)
-
-
-def upload_ui() -> LoadedData | None:
-    """File upload (CSV, TXT, JSONL) with a preview; returns the loaded data or None.
-
-    The data outlives a visit to another page: back here the file box is empty (Streamlit
-    forgets files it does not draw) but the data is still the one loaded, said so, with a
-    button to drop it.
-    """
-    returning = "run_upload" not in st.session_state  # the box was not drawn last run
-    upload = st.file_uploader(
-        "Data (CSV, TXT one item a line, or JSONL)", type=["csv", "txt", "jsonl", "ndjson"],
-        key="run_upload",
-        help="The rows the task works on. A CSV needs a header row; the text column is "
-        "picked for you and can be changed in the plan.",
-    )
-    had_file = st.session_state.get("_run_upload_had", False) and not returning
-    st.session_state["_run_upload_had"] = upload is not None
-    if upload is None:
-        if had_file:  # the person removed the file from the box
-            st.session_state.pop("run_dataset", None)
-            return None
-        loaded: LoadedData | None = st.session_state.get("run_dataset")
-        if loaded is None:
-            return None
-        cols = st.columns([3, 1])
-        cols[0].caption(f"{loaded.name}: {len(loaded.dataset):,} rows, columns "
-                        f"{', '.join(loaded.dataset.columns)} (loaded before; upload another "
-                        "file to replace it)")
-        if cols[1].button("Remove data", key="run_forget_data"):
-            st.session_state.pop("run_dataset", None)
-            st.rerun()
-        return loaded
-    file_key = (upload.name, upload.size, getattr(upload, "file_id", None))
-    loaded = st.session_state.get("run_dataset")
-    if loaded is None or st.session_state.get("_run_upload_key") != file_key:
-        try:
-            loaded = _load(upload.getvalue(), upload.name)
-        except jobs_api.DataError as exc:
-            st.error(error_markdown(f"Cannot use {upload.name}: {exc}"))
-            st.session_state.pop("run_dataset", None)
-            return None
-        st.session_state["run_dataset"] = loaded
-        st.session_state["_run_upload_key"] = file_key
-    st.caption(f"{loaded.name}: {len(loaded.dataset):,} rows, columns "
-               f"{', '.join(loaded.dataset.columns)}")
-    st.dataframe(loaded.dataset.frame.head(20), hide_index=True, height=220)
-    return loaded
 
 
 def _data_key(loaded: LoadedData | None) -> str | None:
@@ -365,70 +279,6 @@ def start_run(command: str, plan: Any, loaded: LoadedData | None) -> str | None:
     get_runs().start(task_id, total, factory)
     st.session_state["run_task_id"] = task_id
     return task_id
-
-
-def resume_ui(task_id: str) -> None:
-    """Resume a cancelled or failed task: only its subtasks without a result run."""
-    if st.button("Resume", key="run_resume", type="primary",
-                 help="Sends only the subtasks without a result; the results so far stay."):
-        try:
-            _, total, factory = jobs_api.resume_run(task_id, get_store(), get_settings())
-        except StoreError as exc:
-            st.error(f"Not resumed: {exc}")
-            return
-        get_runs().start(task_id, total, factory)
-        st.rerun()
-
-
-def _live_run_ui(task_id: str) -> None:
-    """Reads the background run's progress; when it ends, reruns the page for results."""
-    run = get_runs().get(task_id)
-    if run is None:
-        return
-    snap = run.snapshot()
-    state = "cancelling" if snap.cancelling else "running"
-    st.markdown(f"**Task** `{task_id}` — {state}")
-    if st.button("Cancel", key="run_cancel", disabled=snap.cancelling,
-                 help="Stops the task at once: nothing new is sent and the subtasks in "
-                 "flight are called back. It can be resumed later."):
-        run.cancel()
-        run.join(timeout=CANCEL_WAIT_S)  # a cancelled run ends in a moment: show it at once
-        snap = run.snapshot()
-    live_ui(with_pull_lanes(snap))
-    if not snap.running:
-        st.rerun()
-
-
-def with_pull_lanes(snap: RunSnapshot[Any]) -> RunSnapshot[Any]:
-    """``snap`` with a lane per pull worker too (mixed grids: push and pull side by side)."""
-    try:
-        rows = jobs_api.pull_lane_rows(snap.task_id, get_store(), get_settings())
-    except Exception:  # the lanes are a view: a store hiccup must not break the page
-        logger.exception("could not read the pull workers' progress of %s", snap.task_id)
-        return snap
-    return dataclasses.replace(snap, lane_rows=[*snap.lane_rows, *rows]) if rows else snap
-
-
-#: Reruns on its own every ``POLL_S`` seconds while the page shows a running task.
-live_run_ui: Callable[[str], None] = st.fragment(run_every=POLL_S)(_live_run_ui)
-
-
-def finished_run_ui(task_id: str) -> None:
-    """The outcome of this session's last run: error if it crashed, then its results."""
-    run = get_runs().get(task_id)
-    detail = result = None
-    if run is not None:
-        snap = run.snapshot()
-        if snap.error:
-            st.error(f"The run stopped with an error: {snap.error}")
-        live_ui(with_pull_lanes(snap))
-        finished = snap.outcome
-        detail = getattr(finished, "detail", None)  # the run's own read, handed on
-        result = getattr(finished, "result", None)
-        outcome = getattr(finished, "outcome", None)
-        if outcome is not None and not outcome.ok and can_operate():
-            resume_ui(task_id)
-    results_ui(task_id, key=f"run_{task_id}", detail=detail, result=result)
 
 
 def run_page() -> None:
