@@ -16,6 +16,7 @@ report, never an exception. A worker answering the original NADG's ``{"status":
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -120,52 +121,80 @@ def health_url(vm_url: str) -> str:
     return endpoint_url(vm_url, "/health")
 
 
-def read_health(response: httpx.Response, latency_ms: float) -> Probe:
+#: The most of a ``/health`` answer read (a real one is a few hundred bytes): any URL in
+#: the registry is pinged, and one that answered without end must not fill the pinger.
+MAX_HEALTH_BYTES = 64 * 1024
+
+
+class _TooLong(Exception):
+    pass
+
+
+def _add(body: bytearray, chunk: bytes) -> None:
+    body += chunk
+    if len(body) > MAX_HEALTH_BYTES:
+        raise _TooLong
+
+
+def read_health(status_code: int, body: bytes, latency_ms: float) -> Probe:
     """What one ``/health`` answer says: alive when HTTP 200 with a JSON status of ``ok``,
     ``degraded`` or (an original NADG worker) ``healthy``."""
-    if response.status_code != 200:
-        return Probe(ok=False, latency_ms=latency_ms, status_code=response.status_code,
-                     error=f"HTTP {response.status_code}")
+    if status_code != 200:
+        return Probe(ok=False, latency_ms=latency_ms, status_code=status_code,
+                     error=f"HTTP {status_code}")
     try:
-        body = response.json()
+        doc = json.loads(body)
     except ValueError:
-        body = None
-    status = body.get("status") if isinstance(body, dict) else None
+        doc = None
+    status = doc.get("status") if isinstance(doc, dict) else None
     if status not in ALIVE_STATUSES:
         return Probe(ok=False, latency_ms=latency_ms, status_code=200,
                      error=f"unexpected /health body (status={status!r})")
-    version = body.get("version") if isinstance(body, dict) else None
+    version = doc.get("version") if isinstance(doc, dict) else None
     return Probe(ok=True, latency_ms=latency_ms, status_code=200,
                  version=str(version) if version is not None else None,
                  error="degraded" if status == "degraded" else None)
 
 
+def _failed(exc: Exception) -> Probe:
+    if isinstance(exc, _TooLong):
+        return Probe(ok=False, error=f"a /health answer over {MAX_HEALTH_BYTES} bytes")
+    return Probe(ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc)
+                 else type(exc).__name__)
+
+
 def probe_sync(client: httpx.Client, vm_url: str, timeout_s: float) -> Probe:
     """:func:`probe_once` for a synchronous caller (the local grid, the watchdog)."""
     started = time.perf_counter()
+    body = bytearray()
     try:
-        response = client.get(health_url(vm_url), timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        return Probe(ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc)
-                     else type(exc).__name__)
-    return read_health(response, (time.perf_counter() - started) * 1000)
+        with client.stream("GET", health_url(vm_url), timeout=timeout_s) as response:
+            for chunk in response.iter_bytes():
+                _add(body, chunk)
+    except (httpx.HTTPError, _TooLong) as exc:
+        return _failed(exc)
+    return read_health(response.status_code, bytes(body),
+                       (time.perf_counter() - started) * 1000)
 
 
 async def probe_once(client: httpx.AsyncClient, vm_url: str, timeout_s: float) -> Probe:
     """One ``GET /health``: ok when HTTP 200 with a JSON status of ``ok``, ``degraded`` or
-    (an original NADG worker) ``healthy``."""
+    (an original NADG worker) ``healthy``; at most :data:`MAX_HEALTH_BYTES` read."""
     started = time.perf_counter()
+    body = bytearray()
     try:
         # httpx's timeout bounds each connect/read/write step, not the request: a worker
         # (or a proxy in front of it) trickling its answer would hold the ping for ever
-        async with asyncio.timeout(timeout_s):
-            response = await client.get(health_url(vm_url), timeout=timeout_s)
+        async with asyncio.timeout(timeout_s), client.stream(
+                "GET", health_url(vm_url), timeout=timeout_s) as response:
+            async for chunk in response.aiter_bytes():
+                _add(body, chunk)
     except (httpx.TimeoutException, TimeoutError):
         return Probe(ok=False, error=f"timed out after {timeout_s:g}s", timed_out=True)
-    except httpx.HTTPError as exc:
-        return Probe(ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc)
-                     else type(exc).__name__)
-    return read_health(response, (time.perf_counter() - started) * 1000)
+    except (httpx.HTTPError, _TooLong) as exc:
+        return _failed(exc)
+    return read_health(response.status_code, bytes(body),
+                       (time.perf_counter() - started) * 1000)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Sequence
 
@@ -37,6 +38,9 @@ _SUBTASKS = TypeAdapter(list[Subtask])
 _JSON_HEADERS = {"Content-Type": "application/json"}
 #: Seconds added to a subtask's own timeout for the HTTP round trip.
 TRANSPORT_SLACK_S = 10.0
+#: The most of a ``/health`` or ``/auth/prove`` answer read (a real one is a few hundred
+#: bytes).
+SMALL_ANSWER_MAX_BYTES = 64 * 1024
 
 
 class WorkerCallError(Exception):
@@ -77,9 +81,9 @@ class WorkerProtocolError(WorkerCallError):
     """The worker answered something that is not the protocol."""
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(headers: httpx.Headers) -> float:
     try:
-        return max(0.0, float(response.headers.get("Retry-After", "1")))
+        return max(0.0, float(headers.get("Retry-After", "1")))
     except ValueError:
         return 1.0
 
@@ -87,12 +91,15 @@ def _retry_after(response: httpx.Response) -> float:
 def _raise_for(url: str, response: httpx.Response) -> None:
     if response.status_code < 400:
         return
-    text = response.text[:300]
-    if response.status_code in (503, 429):
-        raise WorkerBusy(url, f"busy ({response.status_code}): {text}", _retry_after(response))
-    if response.status_code in (401, 403):
-        raise WorkerAuthError(url, f"signature refused ({response.status_code}): {text}")
-    raise WorkerProtocolError(url, f"HTTP {response.status_code}: {text}")
+    _raise_status(url, response.status_code, response.headers, response.text[:300])
+
+
+def _raise_status(url: str, status: int, headers: httpx.Headers, text: str) -> None:
+    if status in (503, 429):
+        raise WorkerBusy(url, f"busy ({status}): {text}", _retry_after(headers))
+    if status in (401, 403):
+        raise WorkerAuthError(url, f"signature refused ({status}): {text}")
+    raise WorkerProtocolError(url, f"HTTP {status}: {text}")
 
 
 class WorkerClient:
@@ -123,10 +130,10 @@ class WorkerClient:
             if origin in self._proven:
                 return
             challenge = new_challenge()
-            response = await self._send(url, "/auth/prove", {"challenge": challenge},
-                                        timeout_s, prove=False)
+            answer = await self._small_answer("POST", url, "/auth/prove",
+                                              {"challenge": challenge}, timeout_s)
             try:
-                proof = str(response.json()["proof"])
+                proof = str(json.loads(answer)["proof"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise WorkerAuthError(url, f"no proof of key in the answer: {exc}") from exc
             expected = self._signer.expected_proof(url, challenge)
@@ -164,16 +171,41 @@ class WorkerClient:
         return results
 
     async def health(self, url: str, timeout_s: float = 5.0) -> HealthResponse:
-        """``GET /health`` (no token needed)."""
+        """``GET /health`` (no token needed): at most :data:`SMALL_ANSWER_MAX_BYTES` of it
+        read, within ``timeout_s`` in all (any URL in the registry is asked, proven or not)."""
+        body = await self._small_answer("GET", url, "/health", None, timeout_s, signed=False)
         try:
-            response = await self._http.get(endpoint_url(url, "/health"), timeout=timeout_s)
-        except httpx.TransportError as exc:
-            raise _unreachable(url, exc) from exc
-        _raise_for(url, response)
-        try:
-            return HealthResponse.model_validate_json(response.content)
+            return HealthResponse.model_validate_json(body)
         except ValidationError as exc:
             raise WorkerProtocolError(url, f"not a health answer: {exc}") from exc
+
+    async def _small_answer(self, method: str, url: str, path: str, body: object,
+                            timeout_s: float, *, signed: bool = True) -> bytes:
+        """The body of a request whose answer is small by the protocol (``/health``,
+        ``/auth/prove``): read as a stream, refused past :data:`SMALL_ANSWER_MAX_BYTES`,
+        and bounded in total time. Such requests go to URLs not yet proven to be
+        workers, and httpx's timeout bounds each read, not the answer: an answer that
+        never ends would otherwise be read (and held in memory) for ever."""
+        data = bytearray()
+        try:
+            async with asyncio.timeout(timeout_s), self._http.stream(
+                    method, endpoint_url(url, path), json=body, timeout=timeout_s,
+                    auth=(self._auth if signed else None) or httpx.USE_CLIENT_DEFAULT,
+            ) as response:
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > SMALL_ANSWER_MAX_BYTES:
+                        raise WorkerProtocolError(
+                            url, f"a {path} answer over {SMALL_ANSWER_MAX_BYTES} bytes")
+        except httpx.TransportError as exc:
+            raise _unreachable(url, exc) from exc
+        except TimeoutError as exc:
+            raise WorkerUnreachable(url, f"no whole {path} answer within {timeout_s:g}s") \
+                from exc
+        if response.status_code >= 400:
+            _raise_status(url, response.status_code, response.headers,
+                          data[:300].decode("utf-8", errors="replace"))
+        return bytes(data)
 
     async def _post(self, url: str, path: str, body: object, timeout_s: float) -> httpx.Response:
         return await self._send(url, path, body, timeout_s + TRANSPORT_SLACK_S, prove=True)
