@@ -65,6 +65,11 @@ class DispatchRun:
         self.deadline = time.monotonic() + deadline_s if deadline_s else None
         self.deadline_s = deadline_s
         self.report = DispatchReport()
+        # Outcomes announced by an event: the counts events carry. The report takes an
+        # outcome before the sink's write ends; counting it then would show "60 of 60 done"
+        # while the last results are still being written and their events not yet sent.
+        self.announced_done = 0
+        self.announced_failed = 0
         self.durations: list[float] = []
         self.wake = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
@@ -121,8 +126,8 @@ class DispatchRun:
             kind=kind, subtask_id=item.subtask.id, idx=item.idx,
             worker_id=lane.worker.id if lane else None,
             worker_url=lane.worker.vm_url if lane else None, attempt=item.attempts,
-            message=message, duration_ms=duration_ms, done=len(self.report.results),
-            failed=len(self.report.failures), total=len(self.items),
+            message=message, duration_ms=duration_ms, done=self.announced_done,
+            failed=self.announced_failed, total=len(self.items),
             in_flight=sum(lane.in_flight for lane in self.lanes))
         observe_event(event)  # the master's Prometheus counters (master_app.metrics)
         if self.on_event is None:
@@ -312,6 +317,7 @@ class DispatchRun:
                     self._cancel_copy(item, other)
             if self.sink is not None:
                 await self.sink.completed(item.subtask, result, lane.worker)
+            self.announced_done += 1
             self._emit(EventKind.COMPLETED, item, lane, duration_ms=elapsed_ms)
             return
         reason = f"{result.status.value}: {result.error or 'no error message'}"
@@ -365,6 +371,7 @@ class DispatchRun:
                 # The report has it (the job runner records what the store missed). Raising
                 # here would abandon the rest of a failed batch: in flight for ever.
                 logger.exception("could not record the failure of %s", item.subtask.id)
+        self.announced_failed += 1
         self._emit(EventKind.CANCELLED if cancelled else EventKind.FAILED, item, lane, reason)
 
     # -- ending ----------------------------------------------------------------------

@@ -175,6 +175,45 @@ async def test_a_result_being_recorded_is_not_cut_short_by_a_cancel() -> None:
     assert report.failures["t:1"].cancelled
 
 
+async def test_events_count_only_outcomes_already_announced() -> None:
+    """The sink holds subtask 0's record while another worker finishes more: no event may
+    count 0 as done before its own COMPLETED event (a page said "60 of 60 done" while its
+    per-worker table still showed results being written)."""
+    held, release = asyncio.Event(), asyncio.Event()
+    events: list[ProgressEvent] = []
+
+    class HeldSink:
+        async def attempt(self, subtask: Subtask, worker: object) -> None:
+            return None
+
+        async def completed(self, subtask: Subtask, result: object, worker: object) -> None:
+            if subtask.id == "t:0":
+                held.set()
+                await release.wait()
+
+        async def failed(self, subtask: Subtask, failure: object) -> None:
+            return None
+
+    def on_event(event: ProgressEvent) -> None:
+        events.append(event)
+        if held.is_set() and event.kind is EventKind.COMPLETED:
+            release.set()  # another outcome was announced while 0 was being written
+
+    a, b = FakeWorker("a", capacity=2), FakeWorker("b", capacity=2)
+    with fake_workers(a, b) as urls:
+        async with Dispatcher(fast_settings(NADG_HEDGING=False)) as d:
+            async with asyncio.timeout(20):
+                report = await d.run_subtasks(
+                    noops(10), [node(u, capacity=2) for u in urls], sink=HeldSink(),
+                    on_event=on_event)
+    assert report.ok and release.is_set()
+    announced = 0
+    for event in events:
+        announced += event.kind is EventKind.COMPLETED
+        assert event.done == announced, (event, announced)
+    assert events[-1].done == 10
+
+
 async def test_workers_answering_only_busy_end_the_run_with_the_reason() -> None:
     """503 is backpressure, not a failure, so breakers stay closed; a grid that answers
     nothing but 503 must still end (all-down) instead of retrying for ever."""

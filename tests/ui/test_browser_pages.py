@@ -193,12 +193,15 @@ def test_item_6_the_per_worker_table_counts_instead_of_listing(
     page.get_by_text(re.compile(r"60 of 60 subtasks done")).first.wait_for(timeout=120_000)
     workers = page.get_by_text("Workers", exact=True).locator(
         "xpath=following::*[@data-testid='stDataFrame'][1]")
-    rows = wait_until(lambda: _cells(workers), timeout=30, what="the per-worker table")
+
+    def settled() -> list[list[str]]:  # the grid's cells are redrawn after the text
+        rows = _cells(workers)
+        return rows if rows and sum(int(r[2]) for r in rows) >= 60 else []
+
+    rows = wait_until(settled, timeout=30, what="the per-worker table to count 60 done")
     assert len(rows) == 2, rows
     for row in rows:
         assert all("," not in cell for cell in row[1:]), row  # counts, not lists
-    done = [int(r[2]) for r in rows]
-    assert sum(done) >= 60, rows
 
 
 def test_items_9_and_14_training_charts_bytes_and_use_this_model(page: Any) -> None:
