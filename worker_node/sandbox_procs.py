@@ -120,43 +120,67 @@ def kill_uid(uid: int, rounds: int = 200) -> int:
     return killed
 
 
-def _children() -> list[int]:
+def _children(pid: int | str = "self") -> list[int]:
     pids: list[int] = []
     with contextlib.suppress(OSError):
-        for task in os.listdir("/proc/self/task"):
+        for task in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError), \
-                    open(f"/proc/self/task/{task}/children", encoding="ascii") as f:
+                    open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
                 pids += [int(p) for p in f.read().split()]
     return pids
 
 
-def sweep_orphans() -> int:
-    """Kill and reap this process's children that are orphans of sandbox runs.
+def _tree(roots: list[int]) -> list[int]:
+    """``roots`` and every process below them."""
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo += _children(pid)
+    return list(seen)
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def sweep_orphans(rounds: int = 50) -> int:
+    """Kill and reap this process's children that are orphans of sandbox runs, with every
+    process below them.
 
     An orphan is a child in another session than this process that is not a live keeper
     (keepers start in their own session; whatever they leave behind is handed to this
     subreaper). Children in this process's own session (started by libraries) are left
-    alone. Does nothing unless :func:`set_subreaper` made this process the reaper (an
-    app embedded in a test process must not kill that process's children). Returns how
-    many were reaped.
+    alone. Each round freezes an orphan's whole tree (SIGSTOP: a fork bomb can no longer
+    fork), takes the tree again for what was forked meanwhile, kills it and reaps; rounds
+    go on until no orphan is left, so a bomb whose processes fork and exit cannot outrun
+    the sweep (killing children alone left its grandchildren to carry on). Does nothing
+    unless :func:`set_subreaper` made this process the reaper (an app embedded in a test
+    process must not kill that process's children). Returns how many were reaped.
     """
     if not _reaping[0]:
         return 0
     own_sid = os.getsid(0)
     reaped = 0
     with _spawn_lock:
-        for pid in _children():
-            if pid in _live:
-                continue
-            try:
-                if os.getsid(pid) == own_sid:
-                    continue
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, 0)[0] == pid:
-                    reaped += 1
+        for _ in range(rounds):
+            orphans = []
+            for pid in _children():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    if pid not in _live and os.getsid(pid) != own_sid:
+                        orphans.append(pid)
+            if not orphans:
+                break
+            _signal_all(_tree(orphans), signal.SIGSTOP)
+            _signal_all(_tree(orphans), signal.SIGKILL)
+            for pid in orphans:  # our children, killed: their end is certain
+                with contextlib.suppress(ChildProcessError, OSError):
+                    if os.waitpid(pid, 0)[0] == pid:
+                        reaped += 1
     return reaped
 
 

@@ -186,29 +186,51 @@ def _payload(config: dict[str, Any], job: dict[str, Any], keeper: int) -> int:
     return _run_code(job, int(config["result_fd"]))
 
 
-def _children() -> list[int]:
+def _children(pid: int | str = "self") -> list[int]:
     pids: list[int] = []
     try:
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children", encoding="ascii") as f:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
                 pids += [int(p) for p in f.read().split()]
     except OSError:
         pass
     return pids
 
 
+def _tree(roots: list[int]) -> list[int]:
+    """``roots`` and every process below them (this file runs alone, on the standard
+    library: it cannot import the worker's copy in ``sandbox_procs``)."""
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo += _children(pid)
+    return list(seen)
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _kill_leftovers() -> None:
     """Kill and reap every process still below this one (orphans come here: subreaper).
 
-    Killing a child hands its own children to this process, so repeat until none is left.
+    Each round freezes the whole tree below (SIGSTOP: a fork bomb can no longer fork),
+    takes it again for what was forked meanwhile, kills it and reaps; killing direct
+    children alone hands their children up to carry on, which a bomb of processes that
+    fork and exit can outrun. Rounds go on until nothing is left below.
     """
     while True:
         children = _children()
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if children:
+            _signal_all(_tree(children), signal.SIGSTOP)
+            _signal_all(_tree(children), signal.SIGKILL)
         try:
             pid, _status = os.waitpid(-1, 0 if children else os.WNOHANG)
         except ChildProcessError:

@@ -231,6 +231,22 @@ def processes_with(token: str) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (its children, theirs, ...)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with contextlib.suppress(OSError):
+                    kids = [int(c) for c in
+                            Path(f"/proc/{parent}/task/{task}/children").read_text().split()]
+                    found += kids
+                    todo += kids
+    return found
+
+
 def children_states(pid: int) -> list[str]:
     """The state letters (R, S, Z ...) of ``pid``'s children."""
     states = []

@@ -7,7 +7,7 @@ may fork the same number of children after five fork bombs as before them.
 
 from __future__ import annotations
 
-from tests.security.sandbox_fleet import Target, children_states
+from tests.security.sandbox_fleet import Target, children_states, descendants
 from tests.support.waiting import wait_until
 
 COUNT_FORKS = r"""
@@ -48,4 +48,11 @@ def test_fork_bombs_leave_no_zombies_and_the_limit_holds(target: Target) -> None
         assert after == before <= 16, (before, after)  # NADG_SANDBOX_MAX_PROCS=16
     wait_until(lambda: children_states(worker) == [], timeout=5,
                what=f"no zombie or leftover child under worker {target.name}")
+    # and nothing below the worker at all, still so after another run: a bomb whose
+    # processes fork and exit, handed up to the worker, must not carry on between sweeps
+    wait_until(lambda: descendants(worker) == [], timeout=10,
+               what=f"no process left below worker {target.name}")
+    assert target.run("RESULT = 1")["output"]["result"] == 1
+    wait_until(lambda: descendants(worker) == [], timeout=10,
+               what=f"no process left below worker {target.name} after another run")
     target.assert_still_serves()
