@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 MODULES = ("scripts.bench_worker", "scripts.bench_sandbox", "scripts.bench_dispatch",
            "scripts.bench_peers", "scripts.bench_scale", "scripts.bench_training",
-           "scripts.bench_chaos", "scripts.bench_pull")
+           "scripts.bench_chaos", "scripts.bench_pull",
+           "scripts.bench_watching")
 
 Row = tuple[str, str, str]
 
