@@ -316,7 +316,12 @@ class DispatchRun:
                 if other.task is not None and other.task is not asyncio.current_task():
                     self._cancel_copy(item, other)
             if self.sink is not None:
-                await self.sink.completed(item.subtask, result, lane.worker)
+                try:
+                    await self.sink.completed(item.subtask, result, lane.worker)
+                except Exception:
+                    # The report holds it and the job runner writes what the store missed
+                    # before the task ends: done all the same, so announced as done.
+                    logger.exception("could not record the result of %s", item.subtask.id)
             self.announced_done += 1
             self._emit(EventKind.COMPLETED, item, lane, duration_ms=elapsed_ms)
             return

@@ -214,6 +214,32 @@ async def test_events_count_only_outcomes_already_announced() -> None:
     assert events[-1].done == 10
 
 
+async def test_a_result_the_sink_could_not_write_is_still_announced() -> None:
+    """The store refuses one result: the report keeps it (the job runner writes it before
+    the task ends), so the page's count and lanes must still show it done."""
+    class FlakySink:
+        async def attempt(self, subtask: Subtask, worker: object) -> None:
+            return None
+
+        async def completed(self, subtask: Subtask, result: object, worker: object) -> None:
+            if subtask.id == "t:3":
+                raise ConnectionError("the store went away for a moment")
+
+        async def failed(self, subtask: Subtask, failure: object) -> None:
+            return None
+
+    events: list[ProgressEvent] = []
+    w = FakeWorker("w", capacity=2)
+    with fake_workers(w) as urls:
+        async with Dispatcher(fast_settings(NADG_HEDGING=False)) as d:
+            report = await d.run_subtasks(noops(6), [node(urls[0], capacity=2)],
+                                          sink=FlakySink(), on_event=events.append)
+    assert report.ok and "t:3" in report.results
+    completed = sorted(e.idx for e in events if e.kind is EventKind.COMPLETED)
+    assert completed == list(range(6))
+    assert events[-1].done == 6
+
+
 async def test_workers_answering_only_busy_end_the_run_with_the_reason() -> None:
     """503 is backpressure, not a failure, so breakers stay closed; a grid that answers
     nothing but 503 must still end (all-down) instead of retrying for ever."""
