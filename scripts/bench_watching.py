@@ -6,7 +6,7 @@ Both runs are timed by the registry (the task's ``started_at`` to ``finished_at`
 page's own load time is not in the figure; the runs alternate, and the figure compares
 their medians. Starts a grid as ``make up`` does (2 workers, the Streamlit master, a UI
 password) and drives Debian's headless ``chromium`` (``make browser``); without Chromium
-the row says it was skipped. The browser test ``tests/ui/test_browser_watching.py`` runs
+the row says it was skipped. The browser test ``tests/ui/test_browser_run.py`` runs
 :func:`measure` on its own grid.
 
 ``python -m scripts.bench_watching`` prints the rows on their own.
