@@ -43,6 +43,8 @@ LATENCY_SAMPLES = 300
 #: batches buy.
 CAP = 4
 WIDE_CAP = 16
+#: ``NADG_PIPELINE`` of the pipelined rows: subtasks kept on a worker per slot.
+PIPELINE = 4
 PG_URL = os.environ.get("NADG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: Seconds the peers' subprocess may take (Ray starts in ~10 s on 2 cores).
 PEERS_TIMEOUT_S = 600
@@ -145,13 +147,14 @@ def postgres_store() -> Iterator[Store | None]:
             admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-async def _full_path(store: Store, token: str, n: int, batch_max: int | None) -> float:
+async def _full_path(store: Store, token: str, n: int, batch_max: int | None,
+                     pipeline: int = 1) -> float:
     from master_app.planning import LocalPlanner
     from master_app.service import GridService
     from master_app.settings import MasterSettings
 
     settings = MasterSettings.model_validate({
-        "NADG_AUTH_TOKEN": token, "NADG_HEDGING": False,
+        "NADG_AUTH_TOKEN": token, "NADG_HEDGING": False, "NADG_PIPELINE": pipeline,
         **({} if batch_max is None else {"NADG_BATCH_MAX": batch_max})})
     service = GridService(store, settings)
     warm = service.submit("noop 50", LocalPlanner().plan("noop 50", None, []), None)
@@ -166,16 +169,17 @@ async def _full_path(store: Store, token: str, n: int, batch_max: int | None) ->
     return n / elapsed
 
 
-def nexus_rates(store: Store, n: int = NOOPS, *, cap: int = CAP,
-                single: bool = True) -> tuple[float, float]:
+def nexus_rates(store: Store, n: int = NOOPS, *, cap: int = CAP, single: bool = True,
+                pipeline: int = 1) -> tuple[float, float]:
     """(batched, one per request) subtasks/s of ``noop n`` through GridService (create,
     dispatch, every attempt and result persisted, task finished) to 2 local workers of
-    ``cap`` slots each (one per request: 0.0 when ``single`` is False)."""
+    ``cap`` slots each (one per request: 0.0 when ``single`` is False); ``pipeline``: the
+    master's ``NADG_PIPELINE`` for the batched run."""
     from master_app.local_grid import LocalGrid
 
     token = secrets.token_urlsafe(32)
     with LocalGrid(2, store, token, capacity=cap, env={"NADG_QUEUE_SIZE": "64"}):
-        batched = asyncio.run(_full_path(store, token, n, None))
+        batched = asyncio.run(_full_path(store, token, n, None, pipeline))
         one = asyncio.run(_full_path(store, token, n // 4, 1)) if single else 0.0
     return batched, one
 
@@ -210,6 +214,7 @@ def benchmarks() -> list[Row]:
         try:
             batched, single = nexus_rates(sqlite)
             wide, _ = nexus_rates(sqlite, cap=WIDE_CAP, single=False)
+            piped, _ = nexus_rates(sqlite, single=False, pipeline=PIPELINE)
         finally:
             sqlite.close()
     rows += [
@@ -222,6 +227,10 @@ def benchmarks() -> list[Row]:
          f"to {WIDE_CAP})", f"{wide:.0f}", "subtasks/s"),
         (f"NEXUS full persisted path, SQLite, {WIDE_CAP} slots per worker / Ray",
          _ratio(wide, ray), "x Ray"),
+        (f"NEXUS full persisted path, SQLite, {CAP} slots, NADG_PIPELINE={PIPELINE}",
+         f"{piped:.0f}", "subtasks/s"),
+        (f"NEXUS full persisted path, SQLite, NADG_PIPELINE={PIPELINE} / Ray",
+         _ratio(piped, ray), "x Ray"),
     ]
     with postgres_store() as pg:
         if pg is None:
@@ -229,6 +238,7 @@ def benchmarks() -> list[Row]:
                          f"no Postgres at {PG_URL}"))
         else:
             pg_batched, pg_single = nexus_rates(pg)
+            pg_piped, _ = nexus_rates(pg, single=False, pipeline=PIPELINE)
             rows += [
                 (f"NEXUS full persisted path, Postgres (noop {NOOPS})", f"{pg_batched:.0f}",
                  "subtasks/s"),
@@ -236,6 +246,10 @@ def benchmarks() -> list[Row]:
                  "x Ray"),
                 ("NEXUS full persisted path, Postgres, one subtask per request",
                  f"{pg_single:.0f}", "subtasks/s"),
+                (f"NEXUS full persisted path, Postgres, NADG_PIPELINE={PIPELINE}",
+                 f"{pg_piped:.0f}", "subtasks/s"),
+                (f"NEXUS full persisted path, Postgres, NADG_PIPELINE={PIPELINE} / Ray",
+                 _ratio(pg_piped, ray), "x Ray"),
             ]
     return rows
 

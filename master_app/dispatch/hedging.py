@@ -46,7 +46,7 @@ class HedgePolicy:
         """The idle lane for a second copy of ``item``, or None when there is none."""
         running_on = item.copies[0].lane.worker.id
         idle = [lane for lane in lanes
-                if lane.worker.id != running_on and lane.free(now) > 0
+                if lane.worker.id != running_on and lane.free(now, queued=False) > 0
                 and lane.breaker.state is CircuitState.CLOSED]
         if not idle:
             return None

@@ -28,6 +28,9 @@ class Lane:
 
     worker: WorkerNode
     breaker: CircuitBreaker
+    #: Subtasks sent per slot (``NADG_PIPELINE``): above 1, what exceeds the slots waits in
+    #: the worker's queue, so a slot that ends starts the next subtask without a round trip.
+    depth: int = 1
     in_flight: int = 0
     busy_until: float = 0.0
     #: When the worker began answering only busy (503), None since its last answer.
@@ -46,13 +49,15 @@ class Lane:
         """The fraction of the worker's slots in use."""
         return self.in_flight / self.limit
 
-    def free(self, now: float) -> int:
-        """Slots free at ``now``: none while paused or open, one probe when half-open."""
+    def free(self, now: float, *, queued: bool = True) -> int:
+        """Room for more subtasks at ``now``: ``depth`` per slot (only the slots themselves
+        with ``queued=False``); none while paused or open, one probe when half-open."""
         if now < self.busy_until or not self.breaker.allows():
             return 0
         if self.breaker.state is CircuitState.HALF_OPEN:
             return 1 if self.in_flight == 0 else 0
-        return max(0, self.limit - self.in_flight)
+        window = self.limit * (self.depth if queued else 1)
+        return max(0, window - self.in_flight)
 
 
 @dataclass
