@@ -175,8 +175,13 @@ def sweep_orphans(rounds: int = 50) -> int:
                         orphans.append(pid)
             if not orphans:
                 break
-            _signal_all(_tree(orphans), signal.SIGSTOP)
-            _signal_all(_tree(orphans), signal.SIGKILL)
+            frozen = _tree(orphans)
+            _signal_all(frozen, signal.SIGSTOP)
+            tree = _tree(orphans)
+            _signal_all(tree, signal.SIGKILL)
+            # a pid that left the tree between the walk and its SIGSTOP (reaped by its own
+            # parent) may belong to another process by now: it must not stay frozen
+            _signal_all(sorted(set(frozen) - set(tree)), signal.SIGCONT)
             for pid in orphans:  # our children, killed: their end is certain
                 with contextlib.suppress(ChildProcessError, OSError):
                     if os.waitpid(pid, 0)[0] == pid:

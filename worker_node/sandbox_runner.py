@@ -229,8 +229,12 @@ def _kill_leftovers() -> None:
     while True:
         children = _children()
         if children:
-            _signal_all(_tree(children), signal.SIGSTOP)
-            _signal_all(_tree(children), signal.SIGKILL)
+            frozen = _tree(children)
+            _signal_all(frozen, signal.SIGSTOP)
+            tree = _tree(children)
+            _signal_all(tree, signal.SIGKILL)
+            # a pid that left the tree before its SIGSTOP may be another process's by now
+            _signal_all(sorted(set(frozen) - set(tree)), signal.SIGCONT)
         try:
             pid, _status = os.waitpid(-1, 0 if children else os.WNOHANG)
         except ChildProcessError:

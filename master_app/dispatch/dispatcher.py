@@ -105,7 +105,7 @@ class Dispatcher:
         """Run ``subtasks`` on ``workers`` until each has a result or a final failure."""
         run = DispatchRun(
             self.settings, self.client, subtasks,
-            [Lane(w, self.breaker(w.id), depth=self.settings.pipeline) for w in workers],
+            [Lane(w, self.breaker(w.id)) for w in workers],
             registry=self.registry, on_event=on_event, sink=sink, cancel=cancel,
             deadline_s=deadline_s if deadline_s is not None else self.settings.task_deadline_s)
         return await run.execute()

@@ -28,9 +28,13 @@ class Lane:
 
     worker: WorkerNode
     breaker: CircuitBreaker
-    #: Subtasks sent per slot (``NADG_PIPELINE``): above 1, what exceeds the slots waits in
-    #: the worker's queue, so a slot that ends starts the next subtask without a round trip.
+    #: Subtasks sent per slot (``NADG_PIPELINE``, while subtasks are short): above 1, what
+    #: exceeds the slots waits in the worker's queue, so a slot that ends starts the next
+    #: subtask without a round trip.
     depth: int = 1
+    #: The worker answered busy while running subtasks of this run: its queue is full, so
+    #: the lane keeps to its slots for the rest of the run.
+    queue_full: bool = False
     in_flight: int = 0
     busy_until: float = 0.0
     #: When the worker began answering only busy (503), None since its last answer.

@@ -45,6 +45,10 @@ TICK_S = 0.05
 #: Ready items looked at beyond what the free slots can take (for items that must wait
 #: for a worker they have not failed on).
 READY_SPARE = 64
+#: ``NADG_PIPELINE`` applies while subtasks take at most this long (seconds, a moving
+#: average): a worker starts a subtask's clock when it queues it, so only short ones may
+#: wait behind others without eating their timeout.
+PIPELINE_ITEM_MAX_S = 0.1
 
 
 class DispatchRun:
@@ -71,6 +75,8 @@ class DispatchRun:
         self.announced_done = 0
         self.announced_failed = 0
         self.durations: list[float] = []
+        #: Moving average of a subtask's share of its request's time (None before a result).
+        self.item_s: float | None = None
         self.wake = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
         self.comebacks = ComebackChecks(client, self.wake)
@@ -147,8 +153,18 @@ class DispatchRun:
         self.first_open = i
         return i
 
+    def _pipeline_depth(self) -> int:
+        """Subtasks per slot to keep on a worker: ``NADG_PIPELINE`` once the results so far
+        say subtasks are short, else 1."""
+        short = self.item_s is not None and self.item_s <= PIPELINE_ITEM_MAX_S
+        return self.s.pipeline if short else 1
+
     def _launch_ready(self) -> None:
         now = time.monotonic()
+        if self.s.pipeline > 1:
+            depth = self._pipeline_depth()
+            for each in self.lanes:
+                each.depth = 1 if each.queue_full else depth
         free_slots = sum(lane.free(now) for lane in self.lanes)
         if free_slots <= 0:
             return
@@ -239,7 +255,13 @@ class DispatchRun:
         except WorkerBusy as exc:
             now = time.monotonic()
             lane.busy_until = now + self.retry.busy_pause_s(exc.retry_after_s)
-            if lane.busy_since is None:
+            if self.s.pipeline > 1 and lane.in_flight > len(batch):
+                # Busy while it runs other subtasks of ours: not down, only full (with a
+                # pipeline deeper than its queue, this run filled it): no more than its
+                # slots from now on.
+                lane.queue_full = True
+                lane.depth = 1
+            elif lane.busy_since is None:
                 lane.busy_since = now
             lane.breaker.probe_in_flight = False
             for item, copy in zip(batch, copies, strict=True):
@@ -310,6 +332,8 @@ class DispatchRun:
             item.done = True
             self.remaining -= 1
             self.durations.append(elapsed_ms / 1000)
+            seconds = elapsed_ms / 1000
+            self.item_s = seconds if self.item_s is None else 0.8 * self.item_s + 0.2 * seconds
             self.report.results[item.subtask.id] = result
             self.report.winners[item.subtask.id] = lane.worker.id
             for other in list(item.copies):

@@ -32,6 +32,11 @@ class FakeWorker:
     calls: list[str] = field(default_factory=list)
     batches: int = 0
     stopped: threading.Event = field(default_factory=threading.Event)
+    #: With a queue: answers busy (503) when it holds capacity + queue subtasks already
+    #: (a batch is taken whole while there is room for one more, as a real worker does).
+    queue: int | None = None
+    active: int = 0
+    rejected: int = 0
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -51,12 +56,21 @@ class FakeWorker:
         async def batch(request: Request) -> Any:
             subs = [Subtask.model_validate(s) for s in await request.json()]
             self.batches += 1
+            if self.queue is not None and self.active >= self.capacity + self.queue:
+                self.rejected += 1
+                return JSONResponse({"error": "full"}, status_code=503,
+                                    headers={"Retry-After": "0.05"})
+            self.active += len(subs)
             out = []
-            for sub in subs:
-                r = await self._run(sub)
-                if isinstance(r, JSONResponse):
-                    return r
-                out.append(r)
+            try:
+                for sub in subs:
+                    r = await self._run(sub)
+                    if isinstance(r, JSONResponse):
+                        return r
+                    out.append(r)
+                    self.active -= 1
+            finally:
+                self.active -= len(subs) - len(out)
             return out
 
         return app

@@ -256,6 +256,32 @@ async def test_pipeline_keeps_more_than_the_slots_on_a_worker_and_no_more_than_a
         assert most == window, (pipeline, most)
 
 
+async def test_long_subtasks_are_not_pipelined() -> None:
+    """A worker starts a subtask's clock when it queues it: subtasks longer than
+    PIPELINE_ITEM_MAX_S never wait in its queue, whatever NADG_PIPELINE says."""
+    w = FakeWorker("slow", capacity=2, delay_s=0.15)
+    events: list[ProgressEvent] = []
+    with fake_workers(w) as urls:
+        async with Dispatcher(fast_settings(NADG_HEDGING=False, NADG_PIPELINE=4)) as d:
+            report = await d.run_subtasks(noops(8), [node(urls[0], capacity=2)],
+                                          on_event=events.append)
+    assert report.ok and len(report.results) == 8
+    assert max(e.in_flight for e in events) == 2
+
+
+async def test_a_pipeline_deeper_than_the_worker_queue_falls_back_to_its_slots() -> None:
+    """NADG_PIPELINE=4 to a worker of 2 slots and a queue of 1: once the run overfills it
+    (busy while it runs our subtasks), the lane keeps to its slots; the run ends whole and
+    the worker is never taken for down."""
+    w = FakeWorker("q", capacity=2, delay_s=0.002, queue=1)
+    with fake_workers(w) as urls:  # batches of 2: the window goes out as 4 requests
+        async with Dispatcher(fast_settings(NADG_HEDGING=False, NADG_PIPELINE=4,
+                                            NADG_BATCH_MAX=2)) as d:
+            report = await d.run_subtasks(noops(80), [node(urls[0], capacity=2)])
+    assert report.ok and len(report.results) == 80
+    assert 1 <= w.rejected <= 3, w.rejected  # overfilled once, then kept to its slots
+
+
 async def test_workers_answering_only_busy_end_the_run_with_the_reason() -> None:
     """503 is backpressure, not a failure, so breakers stay closed; a grid that answers
     nothing but 503 must still end (all-down) instead of retrying for ever."""
