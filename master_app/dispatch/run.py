@@ -331,8 +331,8 @@ class DispatchRun:
         if result.status is ResultStatus.COMPLETED:
             item.done = True
             self.remaining -= 1
-            self.durations.append(elapsed_ms / 1000)
             seconds = elapsed_ms / 1000
+            self.durations.append(seconds)
             self.item_s = seconds if self.item_s is None else 0.8 * self.item_s + 0.2 * seconds
             self.report.results[item.subtask.id] = result
             self.report.winners[item.subtask.id] = lane.worker.id
