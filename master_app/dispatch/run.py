@@ -3,9 +3,11 @@
 :class:`DispatchRun` owns the state of a single run (its items, lanes and report) and
 composes the pieces kept in their own modules: lane bookkeeping and worker selection
 (:mod:`master_app.dispatch.lanes`), the hedging policy (:mod:`master_app.dispatch.hedging`),
-the retry policy (:mod:`master_app.dispatch.retry`) and worker health
-(:mod:`master_app.dispatch.health`). The loop wakes whenever an attempt ends, or every
-:data:`TICK_S` seconds to look at backoffs, stragglers, the deadline and cancellation.
+the retry policy (:mod:`master_app.dispatch.retry`), the pipeline depth
+(:mod:`master_app.dispatch.pipeline`), progress events
+(:mod:`master_app.dispatch.announce`) and worker health (:mod:`master_app.dispatch.health`).
+The loop wakes whenever an attempt ends, or every :data:`TICK_S` seconds to look at
+backoffs, stragglers, the deadline and cancellation.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import time
 from collections.abc import Sequence
 
 from database.store import Registry
+from master_app.dispatch.announce import Announcer
 from master_app.dispatch.client import WorkerBusy, WorkerCallError, WorkerClient, WorkerRefused
-from master_app.dispatch.events import EventCallback, EventKind, ProgressEvent
+from master_app.dispatch.events import EventCallback, EventKind
 from master_app.dispatch.health import AllDownWatch, ComebackChecks, WorkerHealth
 from master_app.dispatch.hedging import HedgePolicy
 from master_app.dispatch.lanes import (
@@ -31,9 +34,10 @@ from master_app.dispatch.lanes import (
     ready_items,
     select_batch,
 )
+from master_app.dispatch.pipeline import PipelinePolicy
 from master_app.dispatch.report import DispatchReport, Failure, OutcomeSink
 from master_app.dispatch.retry import RetryPolicy
-from master_app.metrics import TimedSink, observe_event
+from master_app.metrics import TimedSink
 from master_app.settings import MasterSettings
 from nexus_common.protocol import ResultStatus, Subtask, SubtaskResult
 
@@ -45,10 +49,6 @@ TICK_S = 0.05
 #: Ready items looked at beyond what the free slots can take (for items that must wait
 #: for a worker they have not failed on).
 READY_SPARE = 64
-#: ``NADG_PIPELINE`` applies while subtasks take at most this long (seconds, a moving
-#: average): a worker starts a subtask's clock when it queues it, so only short ones may
-#: wait behind others without eating their timeout.
-PIPELINE_ITEM_MAX_S = 0.1
 
 
 class DispatchRun:
@@ -63,20 +63,13 @@ class DispatchRun:
         self.client = client
         self.items = [Item(st, idx_of(st, i)) for i, st in enumerate(subtasks)]
         self.lanes = list(lanes)
-        self.on_event = on_event
+        self.announce = Announcer(on_event, len(self.items))
         self.sink = TimedSink(sink) if sink is not None else None  # store write metrics
         self.cancel = cancel or asyncio.Event()
         self.deadline = time.monotonic() + deadline_s if deadline_s else None
         self.deadline_s = deadline_s
         self.report = DispatchReport()
-        # Outcomes announced by an event: the counts events carry. The report takes an
-        # outcome before the sink's write ends; counting it then would show "60 of 60 done"
-        # while the last results are still being written and their events not yet sent.
-        self.announced_done = 0
-        self.announced_failed = 0
         self.durations: list[float] = []
-        #: Moving average of a subtask's share of its request's time (None before a result).
-        self.item_s: float | None = None
         self.wake = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
         self.comebacks = ComebackChecks(client, self.wake)
@@ -84,6 +77,7 @@ class DispatchRun:
         self.first_open = 0
         self.hedging = HedgePolicy(settings)
         self.retry = RetryPolicy(settings)
+        self.pipeline = PipelinePolicy(settings)
         self.health = WorkerHealth(registry)
         self.all_down = AllDownWatch(settings.all_down_grace_s)
 
@@ -128,20 +122,8 @@ class DispatchRun:
 
     def _emit(self, kind: EventKind, item: Item, lane: Lane | None = None, message: str = "",
               duration_ms: float | None = None) -> None:
-        event = ProgressEvent(
-            kind=kind, subtask_id=item.subtask.id, idx=item.idx,
-            worker_id=lane.worker.id if lane else None,
-            worker_url=lane.worker.vm_url if lane else None, attempt=item.attempts,
-            message=message, duration_ms=duration_ms, done=self.announced_done,
-            failed=self.announced_failed, total=len(self.items),
-            in_flight=sum(lane.in_flight for lane in self.lanes))
-        observe_event(event)  # the master's Prometheus counters (master_app.metrics)
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(event)
-        except Exception:
-            logger.exception("on_event callback failed for %s", event)
+        self.announce.send(kind, item, lane, message=message, duration_ms=duration_ms,
+                           in_flight=sum(lane.in_flight for lane in self.lanes))
 
     # -- launching -------------------------------------------------------------------
 
@@ -153,18 +135,9 @@ class DispatchRun:
         self.first_open = i
         return i
 
-    def _pipeline_depth(self) -> int:
-        """Subtasks per slot to keep on a worker: ``NADG_PIPELINE`` once the results so far
-        say subtasks are short, else 1."""
-        short = self.item_s is not None and self.item_s <= PIPELINE_ITEM_MAX_S
-        return self.s.pipeline if short else 1
-
     def _launch_ready(self) -> None:
         now = time.monotonic()
-        if self.s.pipeline > 1:
-            depth = self._pipeline_depth()
-            for each in self.lanes:
-                each.depth = 1 if each.queue_full else depth
+        self.pipeline.apply(self.lanes)
         free_slots = sum(lane.free(now) for lane in self.lanes)
         if free_slots <= 0:
             return
@@ -255,13 +228,7 @@ class DispatchRun:
         except WorkerBusy as exc:
             now = time.monotonic()
             lane.busy_until = now + self.retry.busy_pause_s(exc.retry_after_s)
-            if self.s.pipeline > 1 and lane.in_flight > len(batch):
-                # Busy while it runs other subtasks of ours: not down, only full (with a
-                # pipeline deeper than its queue, this run filled it): no more than its
-                # slots from now on.
-                lane.queue_full = True
-                lane.depth = 1
-            elif lane.busy_since is None:
+            if not self.pipeline.overfilled(lane, len(batch)) and lane.busy_since is None:
                 lane.busy_since = now
             lane.breaker.probe_in_flight = False
             for item, copy in zip(batch, copies, strict=True):
@@ -333,7 +300,7 @@ class DispatchRun:
             self.remaining -= 1
             seconds = elapsed_ms / 1000
             self.durations.append(seconds)
-            self.item_s = seconds if self.item_s is None else 0.8 * self.item_s + 0.2 * seconds
+            self.pipeline.observe(seconds)
             self.report.results[item.subtask.id] = result
             self.report.winners[item.subtask.id] = lane.worker.id
             for other in list(item.copies):
@@ -346,7 +313,6 @@ class DispatchRun:
                     # The report holds it and the job runner writes what the store missed
                     # before the task ends: done all the same, so announced as done.
                     logger.exception("could not record the result of %s", item.subtask.id)
-            self.announced_done += 1
             self._emit(EventKind.COMPLETED, item, lane, duration_ms=elapsed_ms)
             return
         reason = f"{result.status.value}: {result.error or 'no error message'}"
@@ -400,7 +366,6 @@ class DispatchRun:
                 # The report has it (the job runner records what the store missed). Raising
                 # here would abandon the rest of a failed batch: in flight for ever.
                 logger.exception("could not record the failure of %s", item.subtask.id)
-        self.announced_failed += 1
         self._emit(EventKind.CANCELLED if cancelled else EventKind.FAILED, item, lane, reason)
 
     # -- ending ----------------------------------------------------------------------

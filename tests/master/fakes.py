@@ -21,6 +21,19 @@ from tests.support.waiting import hold_until
 _ids = itertools.count(1)
 
 
+class NullSink:
+    """An outcome sink that records nothing (tests override the step they watch)."""
+
+    async def attempt(self, subtask: Subtask, worker: object) -> None:
+        return None
+
+    async def completed(self, subtask: Subtask, result: object, worker: object) -> None:
+        return None
+
+    async def failed(self, subtask: Subtask, failure: object) -> None:
+        return None
+
+
 @dataclass
 class FakeWorker:
     """Behaviour knobs: ``mode`` is ok | http500 | hang | fail | busy."""

@@ -61,7 +61,7 @@ class HealthyButRefusing:
             self.reopen = asyncio.create_task(self._reopen())
 
     async def _reopen(self) -> None:
-        await asyncio.sleep(self.gap_s)
+        await asyncio.sleep(self.gap_s)  # the outage under test, not a synchronisation
         if not self.closed:
             await self.start()
         self.reopen = None

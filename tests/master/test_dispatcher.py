@@ -10,7 +10,7 @@ from database.models import CircuitState
 from master_app.dispatch import Dispatcher, EventKind, ProgressEvent
 from nexus_common.protocol import Subtask
 from tests.master.conftest import fast_settings
-from tests.master.fakes import FakeWorker, fake_workers, node
+from tests.master.fakes import FakeWorker, NullSink, fake_workers, node
 
 
 def noops(n: int, sleep_ms: float = 0.0, task: str = "t") -> list[Subtask]:
@@ -182,17 +182,11 @@ async def test_events_count_only_outcomes_already_announced() -> None:
     held, release = asyncio.Event(), asyncio.Event()
     events: list[ProgressEvent] = []
 
-    class HeldSink:
-        async def attempt(self, subtask: Subtask, worker: object) -> None:
-            return None
-
+    class HeldSink(NullSink):
         async def completed(self, subtask: Subtask, result: object, worker: object) -> None:
             if subtask.id == "t:0":
                 held.set()
                 await release.wait()
-
-        async def failed(self, subtask: Subtask, failure: object) -> None:
-            return None
 
     def on_event(event: ProgressEvent) -> None:
         events.append(event)
@@ -217,16 +211,10 @@ async def test_events_count_only_outcomes_already_announced() -> None:
 async def test_a_result_the_sink_could_not_write_is_still_announced() -> None:
     """The store refuses one result: the report keeps it (the job runner writes it before
     the task ends), so the page's count and lanes must still show it done."""
-    class FlakySink:
-        async def attempt(self, subtask: Subtask, worker: object) -> None:
-            return None
-
+    class FlakySink(NullSink):
         async def completed(self, subtask: Subtask, result: object, worker: object) -> None:
             if subtask.id == "t:3":
                 raise ConnectionError("the store went away for a moment")
-
-        async def failed(self, subtask: Subtask, failure: object) -> None:
-            return None
 
     events: list[ProgressEvent] = []
     w = FakeWorker("w", capacity=2)
@@ -258,7 +246,7 @@ async def test_pipeline_keeps_more_than_the_slots_on_a_worker_and_no_more_than_a
 
 async def test_long_subtasks_are_not_pipelined() -> None:
     """A worker starts a subtask's clock when it queues it: subtasks longer than
-    PIPELINE_ITEM_MAX_S never wait in its queue, whatever NADG_PIPELINE says."""
+    pipeline.ITEM_MAX_S never wait in its queue, whatever NADG_PIPELINE says."""
     w = FakeWorker("slow", capacity=2, delay_s=0.15)
     events: list[ProgressEvent] = []
     with fake_workers(w) as urls:
