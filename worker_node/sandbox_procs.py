@@ -142,8 +142,21 @@ def _tree(roots: list[int]) -> list[int]:
     return list(seen)
 
 
+def _own_ids() -> set[int]:
+    """This process's pid and its threads' ids (``kill`` of a thread id signals it all)."""
+    ids = {os.getpid()}
+    with contextlib.suppress(OSError):
+        ids.update(int(task) for task in os.listdir("/proc/self/task"))
+    return ids
+
+
 def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    # A grandchild's pid is free once its own parent reaps it, and may be reused before
+    # the signal: never by this process itself (a stopped worker would stay stopped).
+    own = _own_ids()
     for pid in pids:
+        if pid in own:
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 
