@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
+@functools.lru_cache(maxsize=4096)
 def throttle_key(address: str) -> str:
     """The throttle key of a client address: itself, or its /64 for IPv6 (one host usually
     holds a whole /64, so counting single IPv6 addresses would let it rotate through fresh

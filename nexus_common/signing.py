@@ -86,6 +86,7 @@ def check_secret(value: str, name: str = "NADG_AUTH_TOKEN") -> None:
             f"Make one with: {MAKE_SECRET}")
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_origin(url: str) -> str:
     """``scheme://host[:port]`` of ``url``, lower case, default port dropped.
 

@@ -22,6 +22,7 @@ requires.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
@@ -126,13 +127,16 @@ def local_origins(scope: Scope) -> list[str]:
     server = scope.get("server")
     if not server or server[1] is None:
         return []
-    host, port = server
-    scheme = scope.get("scheme", "http")
+    return list(_origins_of(scope.get("scheme", "http"), server[0], server[1]))
+
+
+@functools.lru_cache(maxsize=64)
+def _origins_of(scheme: str, host: str, port: int) -> tuple[str, ...]:
     host_part = f"[{host}]" if ":" in host else host
     origins = [f"{scheme}://{host_part}:{port}"]
     if host in ("127.0.0.1", "::1"):
         origins.append(f"{scheme}://localhost:{port}")
-    return [canonical_origin(o) for o in origins]
+    return tuple(canonical_origin(o) for o in origins)
 
 
 class RequestAuth:

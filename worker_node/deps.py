@@ -15,7 +15,7 @@ from worker_node.auth import SCOPE_KEY, AuthContext
 from worker_node.state import WorkerState
 
 
-def get_state(request: Request) -> WorkerState:
+async def get_state(request: Request) -> WorkerState:
     """The state the lifespan built; 503 while the worker is still starting."""
     state: WorkerState | None = getattr(request.app.state, "worker", None)
     if state is None:
@@ -27,7 +27,7 @@ def get_state(request: Request) -> WorkerState:
 StateDep = Annotated[WorkerState, Depends(get_state)]
 
 
-def get_auth(request: Request, state: StateDep) -> AuthContext:
+async def get_auth(request: Request, state: StateDep) -> AuthContext:
     """How the request was authenticated; 401 when the auth middleware did not pass it."""
     context: AuthContext | None = request.scope.get("state", {}).get(SCOPE_KEY)
     if context is None:
@@ -37,9 +37,9 @@ def get_auth(request: Request, state: StateDep) -> AuthContext:
     return context
 
 
-def require_token(request: Request, state: StateDep) -> None:
+async def require_token(request: Request, state: StateDep) -> None:
     """Refuse a request that the auth middleware did not authenticate."""
-    get_auth(request, state)
+    await get_auth(request, state)
 
 
 AuthContextDep = Annotated[AuthContext, Depends(get_auth)]

@@ -47,10 +47,14 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
                       headers=dict(exc.headers) if exc.headers else None)
 
 
-async def _busy(_request: Request, exc: Exception) -> JSONResponse:
-    exc = cast(WorkerBusy, exc)  # registered for this type only
+def busy_response(exc: WorkerBusy) -> JSONResponse:
+    """The 503 of a full worker, with ``Retry-After``."""
     return error_json(503, str(exc), {"retry_after_s": exc.retry_after_s},
                       headers={"Retry-After": str(exc.retry_after_s)})
+
+
+async def _busy(_request: Request, exc: Exception) -> JSONResponse:
+    return busy_response(cast(WorkerBusy, exc))  # registered for this type only
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

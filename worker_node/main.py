@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 from worker_node.auth import RequestAuth
 from worker_node.device import Placement, PlacementError, choose_placement
 from worker_node.errors import install_error_handlers
+from worker_node.fast_execute import ExecuteFastPath
 from worker_node.limits import BodySizeLimit
 from worker_node.registration import RegistryFactory, SelfRegistration, default_registry
 from worker_node.routes import auth, compat, execute, health, metrics, status
@@ -117,6 +118,8 @@ def create_app(settings: WorkerSettings | None = None,
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
+    # innermost: the execute routes' hot path, for authenticated, size-checked requests
+    app.add_middleware(ExecuteFastPath)
     app.add_middleware(BodySizeLimit, limit=_limit(settings, holder))
     # outermost: nothing is read before the request is authenticated (worker_node.auth)
     app.add_middleware(RequestAuth, limit=_limit(settings, holder))

@@ -4,7 +4,9 @@
 Past that, :class:`WorkerBusy` (503 with Retry-After) instead of an unbounded queue.
 Every outcome becomes a :class:`SubtaskResult`: an executor that raises gives ``failed``,
 one past its deadline ``timeout``, an unsupported kind ``rejected``. The event loop never
-runs executor code, so ``/health`` answers while inference runs.
+runs executor code, so ``/health`` answers while inference runs; the one exception is a
+subtask its executor declares trivial (:class:`~worker_node.executors.base.InlineExecutor`:
+a no-op without a sleep), which runs on the loop instead of paying two thread hops.
 
 A thread cannot be killed: an inference past its deadline is answered ``timeout`` at once
 but keeps its slot until it finishes (the slot count stays honest).
@@ -25,6 +27,7 @@ from nexus_common.protocol import ResultStatus, Subtask, SubtaskKind, SubtaskRes
 from worker_node.executors.base import (
     ExecutionContext,
     Executor,
+    InlineExecutor,
     SubtaskRejected,
     SubtaskTimedOut,
 )
@@ -60,6 +63,8 @@ class SubtaskRunner:
         self._running_lock = threading.Lock()
         self._room = asyncio.Event()
         self._cancels: set[threading.Event] = set()  # of the subtasks running or queued
+        self._inline = {kind: executor for kind, executor in executors.items()
+                        if isinstance(executor, InlineExecutor)}
         self.counts: Counter[str] = Counter()
         metrics.bind_gauges(lambda: float(self.running), lambda: float(self.queued))
 
@@ -117,15 +122,24 @@ class SubtaskRunner:
         deadline = start + subtask.timeout_s
         ctx = ExecutionContext(subtask_id=subtask.id, task_id=subtask.task_id,
                                timeout_s=subtask.timeout_s)
-        self._cancels.add(ctx.cancel)
-        future = self._pool.submit(self._call, executor, subtask.payload, ctx, deadline)
-        future.add_done_callback(lambda _f: self._release_from_thread(loop))
-        future.add_done_callback(lambda _f: self._cancels.discard(ctx.cancel))
+        inline = self._inline.get(subtask.kind)
+        future: Future[dict[str, Any]] | None = None
+        # trivial work runs on the loop only while a slot is free (nothing queued ahead of
+        # it, the slot count stays honest); otherwise it waits its turn in the pool
+        if (inline is None or self._admitted > self.capacity
+                or not inline.runs_inline(subtask.payload)):
+            self._cancels.add(ctx.cancel)
+            future = self._pool.submit(self._call, executor, subtask.payload, ctx, deadline)
+            future.add_done_callback(lambda _f: self._release_from_thread(loop))
+            future.add_done_callback(lambda _f: self._cancels.discard(ctx.cancel))
         try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
-            # races with completion
-            async with asyncio.timeout(subtask.timeout_s + DEADLINE_GRACE_S):
-                output = await self._wrap(future)
+            if future is None:
+                output = self._call_inline(executor, subtask.payload, ctx, deadline)
+            else:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation
+                # that races with completion
+                async with asyncio.timeout(subtask.timeout_s + DEADLINE_GRACE_S):
+                    output = await self._wrap(future)
         except asyncio.CancelledError:
             # the request was cancelled (shutdown, a cancelled batch): tell the executor to
             # stop where it can, so its slot comes back instead of running to the deadline
@@ -174,6 +188,14 @@ class SubtaskRunner:
     async def _wrap(future: Future[dict[str, Any]]) -> dict[str, Any]:
         return await asyncio.wrap_future(future)
 
+    def _call_inline(self, executor: Executor, payload: Any, ctx: ExecutionContext,
+                     deadline: float) -> dict[str, Any]:
+        """Run a trivial subtask on the event loop (its slot is given back at once)."""
+        try:
+            return self._call(executor, payload, ctx, deadline)
+        finally:
+            self._release()
+
     def _call(self, executor: Executor, payload: Any, ctx: ExecutionContext,
               deadline: float) -> dict[str, Any]:
         with self._running_lock:
@@ -204,9 +226,13 @@ class SubtaskRunner:
         seconds = time.monotonic() - start if start else 0.0
         self.counts[status.value] += 1
         self.metrics.observe(subtask.kind.value, status.value, seconds)
-        logger.info("subtask=%s task=%s kind=%s status=%s duration_ms=%.1f", subtask.id,
-                    subtask.task_id, subtask.kind.value, status.value, seconds * 1000,
-                    extra={"subtask_id": subtask.id, "task_id": subtask.task_id})
+        # a completed subtask is the common case (thousands a second): DEBUG; the rest INFO
+        level = logging.DEBUG if status is ResultStatus.COMPLETED else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(level, "subtask=%s task=%s kind=%s status=%s duration_ms=%.1f",
+                       subtask.id, subtask.task_id, subtask.kind.value, status.value,
+                       seconds * 1000,
+                       extra={"subtask_id": subtask.id, "task_id": subtask.task_id})
         return SubtaskResult(id=subtask.id, status=status, output=output, error=error,
                              metrics={"duration_ms": round(seconds * 1000, 3),
                                       "kind": subtask.kind.value})

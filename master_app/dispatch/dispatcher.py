@@ -49,6 +49,7 @@ from master_app.dispatch.lanes import BATCHABLE, Lane
 from master_app.dispatch.report import DispatchReport, Failure, OutcomeSink
 from master_app.dispatch.run import DispatchRun
 from master_app.settings import MasterSettings
+from nexus_common.http_transport import worker_client_http
 from nexus_common.protocol import Subtask
 
 __all__ = ["BATCHABLE", "Dispatcher", "DispatchReport", "Failure", "OutcomeSink"]
@@ -69,7 +70,7 @@ class Dispatcher:
         limits = httpx.Limits(max_connections=settings.max_connections,
                               max_keepalive_connections=settings.max_connections)
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(limits=limits)
+        self.http = http or worker_client_http(limits)
         self.client = WorkerClient(self.http, token if token is not None else settings.auth_token)
         self.registry = registry
         self.breakers: dict[int, CircuitBreaker] = {}

@@ -62,3 +62,15 @@ class Executor(Protocol):
     def run(self, payload: Any, ctx: ExecutionContext) -> dict[str, Any]:
         """Run one subtask's payload; return its output or raise."""
         ...
+
+
+@runtime_checkable
+class InlineExecutor(Executor, Protocol):
+    """An executor some of whose subtasks are trivial: microseconds of pure Python, no
+    I/O, no sleep. The runner runs those on the event loop instead of its thread pool
+    (two thread hops cost more than the work); everything else still goes to the pool."""
+
+    def runs_inline(self, payload: Any) -> bool:
+        """True when this payload is trivial enough for the event loop."""
+        ...
+

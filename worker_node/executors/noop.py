@@ -14,6 +14,10 @@ class NoopExecutor:
 
     kind = SubtaskKind.NOOP
 
+    def runs_inline(self, payload: NoopPayload) -> bool:
+        """A no-op without a sleep is trivial: it runs on the worker's event loop."""
+        return payload.sleep_ms <= 0
+
     def run(self, payload: NoopPayload, ctx: ExecutionContext) -> dict[str, Any]:
         """Wait, then return ``{"echo", "slept_ms"}``."""
         start = time.monotonic()

@@ -1,0 +1,104 @@
+"""The worker protocol's hot path: ``POST /execute`` and ``POST /execute/batch`` answered
+without FastAPI's routing, dependency solving and response re-validation.
+
+Why: py-spy on a worker answering no-op subtasks one at a time put about half of its CPU in
+FastAPI's layers below the auth middleware (route matching, solving dependencies, the body
+turned into a model, the returned model validated again for ``response_model``), against
+an eighth in the subtask itself. This ASGI middleware sits inside
+:class:`worker_node.auth.RequestAuth` and :class:`worker_node.limits.BodySizeLimit`, so
+every request it serves has been authenticated and size-checked; it validates the body
+once, runs it on the same :class:`~worker_node.runner.SubtaskRunner`, and answers what the
+routes of :mod:`worker_node.routes.execute` answer.
+
+Anything else goes on to those routes with its body replayed, so every error answer stays
+the one FastAPI gives: a body that does not validate (422), a batch over ``MAX_BATCH`` or
+with repeated ids, the original NADG API (``NADG_COMPAT_V1=1`` answers ``/execute`` with
+either body). The routes stay the documented interface; a contract test sends the same
+requests through both and compares the answers.
+"""
+
+from __future__ import annotations
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nexus_common.protocol import MAX_BATCH, Subtask, SubtaskResult
+from worker_node.auth import SCOPE_KEY
+from worker_node.errors import busy_response
+from worker_node.runner import WorkerBusy
+
+_ONE = TypeAdapter(Subtask)
+_MANY = TypeAdapter(list[Subtask])
+_RESULTS = TypeAdapter(list[SubtaskResult])
+#: path -> whether its body is a batch
+PATHS = {"/execute": False, "/execute/batch": True}
+_JSON = [(b"content-type", b"application/json")]
+
+
+class ExecuteFastPath:
+    """Pure ASGI middleware: answer valid execute requests directly."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        batch = PATHS.get(scope["path"]) if scope["type"] == "http" and \
+            scope["method"] == "POST" else None
+        worker = getattr(scope["app"].state, "worker", None) if batch is not None else None
+        if (batch is None or worker is None or worker.settings.compat_v1
+                or scope.get("state", {}).get(SCOPE_KEY) is None):
+            await self.app(scope, receive, send)
+            return
+        messages, body = await _read(receive)
+        parsed = _parse(body, batch)
+        if parsed is None:  # let the route give FastAPI's own answer
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        runner = worker.runner
+        try:
+            if isinstance(parsed, list):
+                answer = _RESULTS.dump_json(await runner.execute_batch(parsed))
+            else:
+                answer = (await runner.execute(parsed)).model_dump_json().encode()
+        except WorkerBusy as exc:
+            await busy_response(exc)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON, (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _parse(body: bytes, batch: bool) -> Subtask | list[Subtask] | None:
+    """The request's subtask(s), or None when the route should answer instead."""
+    try:
+        if not batch:
+            return _ONE.validate_json(body)
+        subtasks = _MANY.validate_json(body)
+    except ValidationError:
+        return None
+    if len(subtasks) > MAX_BATCH or len({s.id for s in subtasks}) != len(subtasks):
+        return None
+    return subtasks
+
+
+async def _read(receive: Receive) -> tuple[list[Message], bytes]:
+    """Every message of the request body, and the body joined."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return messages, b"".join(chunks)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    async def replayed() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed
+
