@@ -306,7 +306,17 @@ def uses_proxy() -> bool:
 
 def worker_client_http(limits: httpx.Limits | None = None) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` the master talks to workers with: on
-    :class:`KeepAliveTransport`, or on httpx's own when a proxy is configured."""
-    if uses_proxy():
-        return httpx.AsyncClient(limits=limits or httpx.Limits())
-    return httpx.AsyncClient(transport=KeepAliveTransport())
+    :class:`KeepAliveTransport`, or on httpx's own when a proxy is configured.
+
+    It keeps no cookies: the worker protocol has none, and a worker (or a URL posing as
+    one) must not plant state that the master would send on to other hosts. Skipping the
+    cookie jar also skips the urllib request httpx builds for it on every answer.
+    """
+    client = (httpx.AsyncClient(limits=limits or httpx.Limits()) if uses_proxy()
+              else httpx.AsyncClient(transport=KeepAliveTransport()))
+    client.cookies.extract_cookies = _keep_no_cookies  # type: ignore[method-assign,assignment]
+    return client
+
+
+def _keep_no_cookies(_response: httpx.Response) -> None:
+    """Drop a response's ``Set-Cookie`` (see :func:`worker_client_http`)."""

@@ -263,3 +263,27 @@ def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
     assert uses_proxy()
     proxied = worker_client_http()
     assert not isinstance(proxied._transport, KeepAliveTransport)
+
+
+async def _set_cookie(_request: Request) -> Response:
+    response = Response(b"planted")
+    response.set_cookie("session", "from-a-worker")
+    return response
+
+
+async def test_the_worker_client_keeps_no_cookies() -> None:
+    """A worker (or a URL posing as one) cannot plant a cookie the master would send on."""
+    seen: list[str | None] = []
+
+    async def show(request: Request) -> Response:
+        seen.append(request.headers.get("cookie"))
+        return Response(b"ok")
+
+    app = Starlette(routes=[Route("/health", lambda _r: Response(b"ok")),
+                            Route("/plant", _set_cookie), Route("/show", show)])
+    with serve_app(app) as base:
+        async with worker_client_http() as client:
+            planted = await client.get(f"{base}/plant")
+            await client.get(f"{base}/show")
+    assert "session=from-a-worker" in planted.headers["set-cookie"]
+    assert seen == [None]

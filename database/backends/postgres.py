@@ -11,7 +11,7 @@ that may not change the tables opens a schema that is already current, and gets
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -68,10 +68,9 @@ class _PgQuery:
             cur.execute(sql.replace("?", "%s"), tuple(params))
             return cur.rowcount
 
-    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        if params:
-            with self._conn.cursor() as cur:
-                cur.executemany(sql.replace("?", "%s"), [tuple(p) for p in params])
+    def many(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), (tuple(p) for p in params))
 
 
 class PostgresStore(SqlStore):

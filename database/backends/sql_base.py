@@ -9,7 +9,7 @@ subset of both dialects (``RETURNING``, ``ON CONFLICT``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,8 +29,9 @@ class Query(Protocol):
         """Run ``sql`` and return the number of rows it changed."""
         ...
 
-    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        """Run ``sql`` once per parameter tuple."""
+    def many(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        """Run ``sql`` once per parameter tuple (an iterable is consumed as it goes, so a
+        generator of a large task's rows is never held whole)."""
         ...
 
 

@@ -42,8 +42,9 @@ class SqlJobs(SqlBase):
                 q.many(
                     "INSERT INTO subtasks (id, task_id, idx, kind, payload, status, attempts,"
                     " created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
-                    [(f"{task_id}:{s.idx}", task_id, s.idx, s.kind, self._json(s.payload), now)
-                     for s in subtasks],
+                    # a generator: a large task's rows are encoded as they are written
+                    ((f"{task_id}:{s.idx}", task_id, s.idx, s.kind, self._json(s.payload), now)
+                     for s in subtasks),
                 )
         except (UniqueViolation, ForeignKeyViolation, TypeError, ValueError) as exc:
             raise StoreError(

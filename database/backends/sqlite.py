@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -80,8 +80,8 @@ class _SqliteQuery:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, tuple(params)).rowcount
 
-    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, [tuple(p) for p in params])
+    def many(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, (tuple(p) for p in params))
 
 
 class SqliteStore(SqlStore):

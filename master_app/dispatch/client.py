@@ -41,6 +41,8 @@ TRANSPORT_SLACK_S = 10.0
 #: The most of a ``/health`` or ``/auth/prove`` answer read (a real one is a few hundred
 #: bytes).
 SMALL_ANSWER_MAX_BYTES = 64 * 1024
+#: Parsed endpoint URLs kept (a registry holds far fewer workers; past it the cache restarts).
+MAX_CACHED_URLS = 4096
 
 
 class WorkerCallError(Exception):
@@ -113,6 +115,7 @@ class WorkerClient:
         self._auth = SigningAuth(self._signer) if self._signer else None
         self._proven: set[str] = set()
         self._proving: dict[str, asyncio.Lock] = {}
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
 
     async def prove(self, url: str, timeout_s: float = 10.0) -> None:
         """Make the worker at ``url`` prove it holds its key (cached once it has).
@@ -143,6 +146,17 @@ class WorkerClient:
                                            "no work is sent to it")
             self._proven.add(origin)
             logger.info("worker %s proved it holds its key", origin)
+
+    def _endpoint(self, url: str, path: str) -> httpx.URL:
+        """The parsed URL of a worker's endpoint (parsed once: httpx parses a string URL,
+        its host included, on every request)."""
+        key = (url, path)
+        found = self._urls.get(key)
+        if found is None:
+            if len(self._urls) >= MAX_CACHED_URLS:
+                self._urls.clear()
+            found = self._urls[key] = httpx.URL(endpoint_url(url, path))
+        return found
 
     def forget(self, url: str) -> None:
         """Drop the cached proof of ``url`` (it will be asked again before the next call)."""
@@ -218,7 +232,7 @@ class WorkerClient:
         encoded = body if isinstance(body, bytes) else None
         try:
             response = await self._http.post(
-                endpoint_url(url, path), content=encoded,
+                self._endpoint(url, path), content=encoded,
                 json=None if encoded is not None else body,
                 headers=_JSON_HEADERS if encoded is not None else None,
                 auth=self._auth or httpx.USE_CLIENT_DEFAULT, timeout=timeout_s)
