@@ -80,12 +80,12 @@ class MasterSettings(BaseSettings):
     hedging: bool = Field(default=True, validation_alias="NADG_HEDGING")
     batch_max: int = Field(default=16, ge=1, le=256, validation_alias="NADG_BATCH_MAX")
     pipeline: int = Field(
-        default=1, ge=1, le=16, validation_alias="NADG_PIPELINE",
+        default=4, ge=1, le=16, validation_alias="NADG_PIPELINE",
         description="subtasks sent to a worker per slot it has while subtasks are short "
                     "(0.1 s or less on average): above 1, the next batch waits in the "
                     "worker's queue while its slots run, so no slot idles for a round trip; "
                     "a worker whose queue cannot hold them answers busy and is kept to its "
-                    "slots")
+                    "slots; 1 keeps every worker to its slots")
     task_deadline_s: float | None = Field(default=None, gt=0,
                                           validation_alias="NADG_TASK_DEADLINE_S")
     max_connections: int = Field(default=100, ge=1, validation_alias="NADG_MAX_CONNECTIONS")

@@ -219,9 +219,13 @@ class _ResponseBody(httpx.AsyncByteStream):
 class KeepAliveTransport(httpx.AsyncBaseTransport):
     """httpx's async transport interface over pooled keep-alive HTTP/1.1 connections."""
 
-    def __init__(self, *, max_idle_per_origin: int = 64,
+    def __init__(self, *, max_connections: int = 100, max_idle_per_origin: int = 64,
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        """``ssl_context``: for ``https`` origins (default: httpx's, verifying certificates)."""
+        """``max_connections``: requests in flight at once (one per connection, as httpx's
+        pool); a request past it waits up to ``timeout.pool`` (then
+        :class:`httpx.PoolTimeout`). ``ssl_context``: for ``https`` origins (default:
+        httpx's, verifying certificates)."""
+        self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._max_idle = max_idle_per_origin
         self._ssl = ssl_context
@@ -241,12 +245,22 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         for name, value in request.headers.raw:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"\r\n")
-        conn = await self._acquire(origin, timeouts.get("connect"))
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no connection free within the pool timeout") from None
+        try:
+            conn = await self._acquire(origin, timeouts.get("connect"))
+        except BaseException:
+            self._slots.release()
+            raise
         try:
             conn.send(b"".join(head) + body)
             await conn.head(timeouts.get("read"))
         except BaseException:
             self._discard(conn)
+            self._slots.release()
             raise
         return httpx.Response(conn.status, headers=conn.headers,
                               stream=_ResponseBody(self, origin, conn, timeouts.get("read")),
@@ -254,6 +268,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
     def release(self, origin: Origin, conn: _Connection) -> None:
         """Return a connection whose response was read to its end; close any other."""
+        self._slots.release()
         idle = self._idle.setdefault(origin, [])
         if conn.keep_alive() and conn.reusable and len(idle) < self._max_idle:
             idle.append(conn)
@@ -312,8 +327,10 @@ def worker_client_http(limits: httpx.Limits | None = None) -> httpx.AsyncClient:
     one) must not plant state that the master would send on to other hosts. Skipping the
     cookie jar also skips the urllib request httpx builds for it on every answer.
     """
-    client = (httpx.AsyncClient(limits=limits or httpx.Limits()) if uses_proxy()
-              else httpx.AsyncClient(transport=KeepAliveTransport()))
+    limits = limits or httpx.Limits()
+    client = (httpx.AsyncClient(limits=limits) if uses_proxy()
+              else httpx.AsyncClient(transport=KeepAliveTransport(
+                  max_connections=limits.max_connections or 100)))
     client.cookies.extract_cookies = _keep_no_cookies  # type: ignore[method-assign,assignment]
     return client
 

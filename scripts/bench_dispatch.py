@@ -92,6 +92,9 @@ def bench_local_workers() -> list[tuple[str, str, str]]:
 
 def _simulated_transport() -> httpx.MockTransport:
     signer = GridSigner(SIM_SECRET)
+    # each simulated worker has one slot: what it is sent beyond that waits its turn (a
+    # real worker's queue), so a pipelined master gains no more than the round trips
+    slots: dict[str, asyncio.Lock] = {}
 
     async def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -99,7 +102,8 @@ def _simulated_transport() -> httpx.MockTransport:
             return httpx.Response(200, json={"proof": signer.expected_proof(
                 str(request.url), body["challenge"])})
         subtasks = body if isinstance(body, list) else [body]
-        await asyncio.sleep(SIM_SLEEP_S * len(subtasks))
+        async with slots.setdefault(request.url.host, asyncio.Lock()):
+            await asyncio.sleep(SIM_SLEEP_S * len(subtasks))
         results = [{"id": s["id"], "status": "completed", "output": {}} for s in subtasks]
         return httpx.Response(200, json=results if isinstance(body, list) else results[0])
 

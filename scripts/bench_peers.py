@@ -9,7 +9,9 @@ NEXUS rows are still measured and a note says the peers were skipped. Postgres i
 when ``NADG_BENCH_DATABASE_URL`` (or the test database at 127.0.0.1:5432/test) answers.
 
 Every system gets the same machine and the same shape of work: ``NOOPS`` no-op calls fanned
-out over 2 local worker processes (4 slots each, and once with 16), then
+out over 2 local worker processes (4 slots each, and once with 16), with the master's
+default pipeline (short subtasks queue on a worker while its slots run) and once with
+each worker kept to its slots, then
 ``LATENCY_SAMPLES`` calls one at a time.
 
 ``python -m scripts.bench_peers`` prints the rows on their own.
@@ -43,8 +45,8 @@ LATENCY_SAMPLES = 300
 #: batches buy.
 CAP = 4
 WIDE_CAP = 16
-#: ``NADG_PIPELINE`` of the pipelined rows: subtasks kept on a worker per slot.
-PIPELINE = 4
+#: ``NADG_PIPELINE`` of the slots-only rows (the default pipelines short subtasks).
+SLOTS_ONLY = 1
 PG_URL = os.environ.get("NADG_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: Seconds the peers' subprocess may take (Ray starts in ~10 s on 2 cores).
 PEERS_TIMEOUT_S = 600
@@ -148,13 +150,14 @@ def postgres_store() -> Iterator[Store | None]:
 
 
 async def _full_path(store: Store, token: str, n: int, batch_max: int | None,
-                     pipeline: int = 1) -> float:
+                     pipeline: int | None = None) -> float:
     from master_app.planning import LocalPlanner
     from master_app.service import GridService
     from master_app.settings import MasterSettings
 
     settings = MasterSettings.model_validate({
-        "NADG_AUTH_TOKEN": token, "NADG_HEDGING": False, "NADG_PIPELINE": pipeline,
+        "NADG_AUTH_TOKEN": token, "NADG_HEDGING": False,
+        **({} if pipeline is None else {"NADG_PIPELINE": pipeline}),
         **({} if batch_max is None else {"NADG_BATCH_MAX": batch_max})})
     service = GridService(store, settings)
     warm = service.submit("noop 50", LocalPlanner().plan("noop 50", None, []), None)
@@ -170,11 +173,11 @@ async def _full_path(store: Store, token: str, n: int, batch_max: int | None,
 
 
 def nexus_rates(store: Store, n: int = NOOPS, *, cap: int = CAP, single: bool = True,
-                pipeline: int = 1) -> tuple[float, float]:
+                pipeline: int | None = None) -> tuple[float, float]:
     """(batched, one per request) subtasks/s of ``noop n`` through GridService (create,
     dispatch, every attempt and result persisted, task finished) to 2 local workers of
     ``cap`` slots each (one per request: 0.0 when ``single`` is False); ``pipeline``: the
-    master's ``NADG_PIPELINE`` for the batched run."""
+    master's ``NADG_PIPELINE`` for the batched run (None: the default)."""
     from master_app.local_grid import LocalGrid
 
     token = secrets.token_urlsafe(32)
@@ -214,7 +217,7 @@ def benchmarks() -> list[Row]:
         try:
             batched, single = nexus_rates(sqlite)
             wide, _ = nexus_rates(sqlite, cap=WIDE_CAP, single=False)
-            piped, _ = nexus_rates(sqlite, single=False, pipeline=PIPELINE)
+            slots, _ = nexus_rates(sqlite, single=False, pipeline=SLOTS_ONLY)
         finally:
             sqlite.close()
     rows += [
@@ -227,10 +230,10 @@ def benchmarks() -> list[Row]:
          f"to {WIDE_CAP})", f"{wide:.0f}", "subtasks/s"),
         (f"NEXUS full persisted path, SQLite, {WIDE_CAP} slots per worker / Ray",
          _ratio(wide, ray), "x Ray"),
-        (f"NEXUS full persisted path, SQLite, {CAP} slots, NADG_PIPELINE={PIPELINE}",
-         f"{piped:.0f}", "subtasks/s"),
-        (f"NEXUS full persisted path, SQLite, NADG_PIPELINE={PIPELINE} / Ray",
-         _ratio(piped, ray), "x Ray"),
+        (f"NEXUS full persisted path, SQLite, slots only (NADG_PIPELINE={SLOTS_ONLY})",
+         f"{slots:.0f}", "subtasks/s"),
+        (f"NEXUS full persisted path, SQLite, NADG_PIPELINE={SLOTS_ONLY} / Ray",
+         _ratio(slots, ray), "x Ray"),
     ]
     with postgres_store() as pg:
         if pg is None:
@@ -238,7 +241,7 @@ def benchmarks() -> list[Row]:
                          f"no Postgres at {PG_URL}"))
         else:
             pg_batched, pg_single = nexus_rates(pg)
-            pg_piped, _ = nexus_rates(pg, single=False, pipeline=PIPELINE)
+            pg_slots, _ = nexus_rates(pg, single=False, pipeline=SLOTS_ONLY)
             rows += [
                 (f"NEXUS full persisted path, Postgres (noop {NOOPS})", f"{pg_batched:.0f}",
                  "subtasks/s"),
@@ -246,10 +249,12 @@ def benchmarks() -> list[Row]:
                  "x Ray"),
                 ("NEXUS full persisted path, Postgres, one subtask per request",
                  f"{pg_single:.0f}", "subtasks/s"),
-                (f"NEXUS full persisted path, Postgres, NADG_PIPELINE={PIPELINE}",
-                 f"{pg_piped:.0f}", "subtasks/s"),
-                (f"NEXUS full persisted path, Postgres, NADG_PIPELINE={PIPELINE} / Ray",
-                 _ratio(pg_piped, ray), "x Ray"),
+                ("NEXUS one subtask per request (Postgres) / Ray", _ratio(pg_single, ray),
+                 "x Ray"),
+                (f"NEXUS full persisted path, Postgres, slots only "
+                 f"(NADG_PIPELINE={SLOTS_ONLY})", f"{pg_slots:.0f}", "subtasks/s"),
+                (f"NEXUS full persisted path, Postgres, NADG_PIPELINE={SLOTS_ONLY} / Ray",
+                 _ratio(pg_slots, ray), "x Ray"),
             ]
     return rows
 

@@ -287,3 +287,16 @@ async def test_the_worker_client_keeps_no_cookies() -> None:
             await client.get(f"{base}/show")
     assert "session=from-a-worker" in planted.headers["set-cookie"]
     assert seen == [None]
+
+
+async def test_requests_past_max_connections_wait_for_a_free_one(url: str) -> None:
+    transport = KeepAliveTransport(max_connections=2)
+    async with httpx.AsyncClient(transport=transport, timeout=10) as client:
+        slow = [asyncio.ensure_future(client.get(f"{url}/slow")) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(httpx.PoolTimeout):  # both connections are busy
+            await client.get(f"{url}/echo", timeout=httpx.Timeout(10, pool=0.2))
+        waiting = asyncio.ensure_future(client.get(f"{url}/echo"))
+        assert [r.text for r in await asyncio.gather(*slow)] == ["late", "late"]
+        assert (await waiting).status_code == 200
+        assert len(transport._open) <= 2

@@ -230,13 +230,13 @@ async def test_a_result_the_sink_could_not_write_is_still_announced() -> None:
 
 async def test_pipeline_keeps_more_than_the_slots_on_a_worker_and_no_more_than_asked() -> None:
     """NADG_PIPELINE=3: a worker of 2 slots holds up to 6 subtasks (the rest of each batch
-    waits in its queue); the default keeps it to its 2 slots."""
-    for pipeline, window in ((1, 2), (3, 6)):
+    waits in its queue); 1 keeps it to its 2 slots; the default is 4 a slot."""
+    for pipeline, window in ((1, 2), (3, 6), (None, 8)):
         w = FakeWorker(f"p{pipeline}", capacity=2, delay_s=0.002)
         events: list[ProgressEvent] = []
+        depth = {} if pipeline is None else {"NADG_PIPELINE": pipeline}
         with fake_workers(w) as urls:
-            async with Dispatcher(fast_settings(NADG_HEDGING=False,
-                                                NADG_PIPELINE=pipeline)) as d:
+            async with Dispatcher(fast_settings(NADG_HEDGING=False, **depth)) as d:
                 report = await d.run_subtasks(noops(60), [node(urls[0], capacity=2)],
                                               on_event=events.append)
         assert report.ok and len(report.results) == 60 and report.attempts == 60
