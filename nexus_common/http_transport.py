@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: Body bytes buffered from the socket before reading pauses until the reader catches up.
 HIGH_WATER = 1 << 20
+#: The most bytes a response's status line and headers may take (h11's bound, as httpx's
+#: own transport): a server that sends headers for ever is cut off, not held in memory.
+MAX_HEAD_BYTES = 64 * 1024
 Origin = tuple[bytes, bytes, int]
 
 
@@ -50,6 +53,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
+        self._active = False  # a request is out and its response not yet complete
+        self._no_body = False  # the request was HEAD: its response has no body
         self._reset()
 
     def _reset(self) -> None:
@@ -64,6 +69,9 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._until_close = False
         self._keep_alive = False
+        self._head_bytes = 0
+        self._header_bytes = 0
+        self._informational = False
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -72,9 +80,20 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self._active:  # bytes nobody asked for: the stream can no longer be trusted
+            self._fail(httpx.RemoteProtocolError("the server sent bytes with no request out"))
+            self.close()
+            return
+        if not self._head_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES + HIGH_WATER:  # head plus a first chunk
+                self._fail(httpx.RemoteProtocolError(
+                    f"response headers over {MAX_HEAD_BYTES} bytes"))
+                self.close()
+                return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {exc}"))
             self.close()
 
@@ -93,19 +112,36 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if not self._active:  # a second answer to one request: a desync, never read
+            raise httptools.HttpParserError("the server sent an answer nobody asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEAD_BYTES:
+            raise httptools.HttpParserError(f"response headers over {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
-        names = {name.lower() for name, _ in self.headers}
-        self._until_close = (b"content-length" not in names
-                             and b"transfer-encoding" not in names
-                             and self.status not in (204, 304) and self.status >= 200)
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # informational (100 Continue): the real answer follows
+            self.headers = []
+            self._informational = True
+            return
+        self.status = status
+        delimited = any(name.lower() == b"content-length" or (
+            name.lower() == b"transfer-encoding" and b"chunked" in value.lower())
+            for name, value in self.headers)
+        self._until_close = (not delimited and self.status not in (204, 304)
+                             and not self._no_body)
         self._head_done = True
+        if self._no_body:  # the parser cannot know the request was HEAD
+            self.complete, self._active = True, False
         self._signal()
 
     def on_body(self, body: bytes) -> None:
+        if self._informational:
+            raise httptools.HttpParserError("an informational answer with a body")
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -114,9 +150,12 @@ class _Connection(asyncio.Protocol):
         self._signal()
 
     def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
         # asked now: once the message is complete the parser has reset for the next one
         self._keep_alive = self._parser.should_keep_alive()
-        self.complete = True
+        self.complete, self._active = True, False
         self._signal()
 
     # -- used by the transport ------------------------------------------------------
@@ -127,15 +166,19 @@ class _Connection(asyncio.Protocol):
         return (not self.closed and self.transport is not None
                 and not self.transport.is_closing() and self._error is None)
 
-    def send(self, data: bytes) -> None:
-        """Start a request: reset the response state and write the request's bytes."""
+    def send(self, data: bytes, *, no_body: bool = False) -> None:
+        """Start a request: reset the response state and write the request's bytes
+        (``no_body``: a HEAD request, whose answer carries none)."""
         assert self.transport is not None
         self._reset()
+        self._active, self._no_body = True, no_body
         self.transport.write(data)
 
     async def head(self, timeout: float | None) -> None:
         """Wait for the response's status line and headers."""
         while not self._head_done:
+            if self._error is not None:
+                raise self._error
             await self._wait(timeout)
 
     async def chunk(self, timeout: float | None) -> bytes:
@@ -143,6 +186,8 @@ class _Connection(asyncio.Protocol):
         while not self._chunks:
             if self.complete:
                 return b""
+            if self._error is not None:
+                raise self._error
             await self._wait(timeout)
         data = self._chunks.popleft()
         self._buffered -= len(data)
@@ -153,7 +198,8 @@ class _Connection(asyncio.Protocol):
 
     def keep_alive(self) -> bool:
         """True when the response allows the connection to be reused."""
-        return self.complete and not self._until_close and self._keep_alive
+        return (self.complete and not self._until_close and self._keep_alive
+                and not self._no_body)
 
     def close(self) -> None:
         """Close the connection (an unread or failed response leaves it unusable)."""
@@ -162,8 +208,9 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     async def _wait(self, timeout: float | None) -> None:
-        if self._error is not None:
-            raise self._error
+        """Wait for the next event (bytes, the end, an error) of this connection; what
+        arrived is the callers' to look at (an error after a whole answer spoils nothing
+        of that answer)."""
         self._wake = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
@@ -172,8 +219,6 @@ class _Connection(asyncio.Protocol):
             raise httpx.ReadTimeout("timed out waiting for the server's answer") from None
         finally:
             self._wake = None
-        if self._error is not None:
-            raise self._error
 
     def _fail(self, error: Exception) -> None:
         if self._error is None:
@@ -242,8 +287,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         body = await request.aread()
         head = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        # the body is read whole above, so it always goes with its length (a streamed
+        # body's chunked framing is not re-made here)
         for name, value in request.headers.raw:
-            head += [name, b": ", value, b"\r\n"]
+            if name.lower() not in (b"transfer-encoding", b"content-length"):
+                head += [name, b": ", value, b"\r\n"]
+        if body or request.method not in ("GET", "HEAD"):
+            head += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
         head.append(b"\r\n")
         try:
             async with asyncio.timeout(timeouts.get("pool")):
@@ -256,7 +306,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             self._slots.release()
             raise
         try:
-            conn.send(b"".join(head) + body)
+            conn.send(b"".join(head) + body, no_body=request.method == "HEAD")
             await conn.head(timeouts.get("read"))
         except BaseException:
             self._discard(conn)
@@ -270,6 +320,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         """Return a connection whose response was read to its end; close any other."""
         self._slots.release()
         idle = self._idle.setdefault(origin, [])
+        for dead in [c for c in idle if not c.reusable]:  # closed by the server meanwhile
+            idle.remove(dead)
+            self._discard(dead)
         if conn.keep_alive() and conn.reusable and len(idle) < self._max_idle:
             idle.append(conn)
         else:

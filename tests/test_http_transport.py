@@ -300,3 +300,58 @@ async def test_requests_past_max_connections_wait_for_a_free_one(url: str) -> No
         assert [r.text for r in await asyncio.gather(*slow)] == ["late", "late"]
         assert (await waiting).status_code == 200
         assert len(transport._open) <= 2
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"a" * 2_000_000 + b"\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(20_000)) + b"\r\n",
+], ids=["one-endless-header", "many-headers"])
+async def test_headers_without_end_are_cut_off(answer: bytes,
+                                               make_client: MakeClient) -> None:
+    with raw_server(answer) as base:
+        async with make_client(timeout=5) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(f"{base}/")
+
+
+async def test_an_informational_answer_is_skipped(make_client: MakeClient) -> None:
+    answer = (b"HTTP/1.1 100 Continue\r\n\r\n"
+              b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+    with raw_server(answer) as base:
+        async with make_client(timeout=5) as client:
+            response = await client.post(f"{base}/", content=b"x")
+    assert (response.status_code, response.text) == (200, "final")
+
+
+async def test_a_head_request_has_no_body(url: str, make_client: MakeClient) -> None:
+    async with make_client(timeout=5) as client:
+        head = await client.head(f"{url}/big")
+        after = await client.get(f"{url}/echo")
+    assert head.status_code in (200, 405) and head.content == b""
+    assert after.json()["method"] == "GET"
+
+
+async def test_bytes_sent_after_an_answer_poison_only_that_connection() -> None:
+    """A server that sends a second, unasked-for answer must not have it read as the
+    answer to the next request (response desync)."""
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+              b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+    with raw_server(answer, close=False) as base:
+        transport = KeepAliveTransport()
+        async with httpx.AsyncClient(transport=transport, timeout=2) as client:
+            assert (await client.get(f"{base}/")).text == "first"
+            with contextlib.suppress(httpx.TransportError):
+                second = await client.get(f"{base}/")
+                assert second.text != "forged"
+
+
+async def test_a_streamed_request_body_arrives_whole(url: str, make_client: MakeClient) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield b"%d" % i * 1000
+
+    async with make_client(timeout=5) as client:
+        sent = await client.post(f"{url}/echo", content=parts())
+        after = await client.post(f"{url}/echo", content=b"next")  # still in step
+    assert sent.json()["size"] == 5000 and sent.json()["head"] == "0" * 20
+    assert after.json()["head"] == "next"

@@ -49,7 +49,12 @@ class ExecuteFastPath:
                 or scope.get("state", {}).get(SCOPE_KEY) is None):
             await self.app(scope, receive, send)
             return
+        if not _json_body(scope):  # the route answers what FastAPI makes of it
+            await self.app(scope, receive, send)
+            return
         messages, body = await _read(receive)
+        if messages and messages[-1]["type"] == "http.disconnect":
+            return  # the client left before its whole body came: nothing to run
         parsed = _parse(body, batch)
         if parsed is None:  # let the route give FastAPI's own answer
             await self.app(scope, _replay(messages, receive), send)
@@ -66,6 +71,16 @@ class ExecuteFastPath:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON, (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
+
+
+def _json_body(scope: Scope) -> bool:
+    """True when FastAPI would read the body as JSON: no content type, or a JSON one."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json"))
+    return True
 
 
 def _parse(body: bytes, batch: bool) -> Subtask | list[Subtask] | None:

@@ -129,7 +129,13 @@ class SubtaskRunner:
         if (inline is None or self._admitted > self.capacity
                 or not inline.runs_inline(subtask.payload)):
             self._cancels.add(ctx.cancel)
-            future = self._pool.submit(self._call, executor, subtask.payload, ctx, deadline)
+            try:
+                future = self._pool.submit(self._call, executor, subtask.payload, ctx,
+                                           deadline)
+            except BaseException:  # the pool is shut down: give the slot back
+                self._cancels.discard(ctx.cancel)
+                self._release()
+                raise
             future.add_done_callback(lambda _f: self._release_from_thread(loop))
             future.add_done_callback(lambda _f: self._cancels.discard(ctx.cancel))
         try:

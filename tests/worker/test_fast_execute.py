@@ -5,6 +5,7 @@ are compared; it never serves a request the auth middleware did not pass."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,3 +126,16 @@ async def test_the_hot_path_serves_nothing_unauthenticated(
                                    headers=headers)
     assert answer.status_code == 401
     assert parsed == []
+
+
+async def test_a_body_that_is_not_declared_json_gets_the_routes_answer(
+        urls: tuple[str, str]) -> None:
+    answers = []
+    async with httpx.AsyncClient(auth=AUTH, timeout=30) as client:
+        for url in urls:
+            answer = await client.post(f"{url}/execute",
+                                       content=json.dumps(subtask("noop", {})).encode(),
+                                       headers={"Content-Type": "text/plain"})
+            answers.append((answer.status_code, answer.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 422
