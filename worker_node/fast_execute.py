@@ -77,7 +77,7 @@ def _json_body(scope: Scope) -> bool:
     """True when FastAPI would read the body as JSON: no content type, or a JSON one."""
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
+            media: bytes = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or (
                 media.startswith(b"application/") and media.endswith(b"+json"))
     return True
