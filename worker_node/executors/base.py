@@ -1,12 +1,14 @@
 """The executor interface: one implementation per subtask kind.
 
 An executor's ``run`` is blocking and CPU-bound; the worker calls it from its bounded
-thread pool, never on the event loop. It returns the output dict of a completed result,
-or raises: :class:`SubtaskRejected` for work this worker will not do (a ``rejected``
-result), :class:`SubtaskTimedOut` for work that ran past its deadline (a ``timeout``
-result), any other exception for a subtask that failed (a ``failed`` result whose error
-is the exception's message). The caller enforces timeouts too; executors that can stop
-early (a subprocess, a sleep, batches of texts) honour ``ctx.timeout_s`` themselves.
+thread pool, never on the event loop (except the trivial payloads an
+:class:`InlineExecutor` declares, while a slot is free). It returns the output dict of a
+completed result, or raises: :class:`SubtaskRejected` for work this worker will not do (a
+``rejected`` result), :class:`SubtaskTimedOut` for work that ran past its deadline (a
+``timeout`` result), any other exception for a subtask that failed (a ``failed`` result
+whose error is the exception's message). The caller enforces timeouts too; executors that
+can stop early (a subprocess, a sleep, batches of texts) honour ``ctx.timeout_s``
+themselves.
 """
 
 from __future__ import annotations
