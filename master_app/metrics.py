@@ -88,8 +88,12 @@ class MasterMetrics:
                                    ["worker"], registry=r)
         self.breaker_opened = Counter("nadg_master_breaker_opened", "Breakers that opened",
                                       registry=r)
-        for outcome in ("completed", "failed", "cancelled"):
-            self.subtasks.labels(outcome)  # present (at 0) from the first scrape
+        #: Each outcome's counter child, made once (present at 0 from the first scrape;
+        #: ``labels()`` takes a lock and a lookup, and runs for every subtask).
+        self.outcomes = {outcome: self.subtasks.labels(outcome)
+                         for outcome in ("completed", "failed", "cancelled")}
+        self.store_writes = {op: self.store_write_seconds.labels(op)
+                             for op in ("attempt", "completed", "failed")}
         self._store_collector: StoreCollector | None = None
         self._lock = threading.Lock()
 
@@ -122,11 +126,11 @@ def observe_event(event: ProgressEvent) -> None:
     elif kind == "retried":
         m.retries.inc()
     elif kind == "completed":
-        m.subtasks.labels("completed").inc()
+        m.outcomes["completed"].inc()
         if event.duration_ms is not None:
             m.subtask_seconds.observe(event.duration_ms / 1000)
     elif kind in ("failed", "cancelled"):
-        m.subtasks.labels(kind).inc()
+        m.outcomes[kind].inc()
 
 
 def observe_breaker(worker_id: int, before: CircuitState, after: CircuitState) -> None:
@@ -142,7 +146,7 @@ class TimedSink:
 
     def __init__(self, inner: OutcomeSink) -> None:
         self.inner = inner
-        self._hist = get_metrics().store_write_seconds
+        self._hist = get_metrics().store_writes
 
     async def attempt(self, subtask: Subtask, worker: WorkerNode) -> None:
         """Timed ``attempt``."""
@@ -150,7 +154,7 @@ class TimedSink:
         try:
             await self.inner.attempt(subtask, worker)
         finally:
-            self._hist.labels("attempt").observe(time.perf_counter() - started)
+            self._hist["attempt"].observe(time.perf_counter() - started)
 
     async def completed(self, subtask: Subtask, result: SubtaskResult,
                         worker: WorkerNode) -> None:
@@ -159,7 +163,7 @@ class TimedSink:
         try:
             await self.inner.completed(subtask, result, worker)
         finally:
-            self._hist.labels("completed").observe(time.perf_counter() - started)
+            self._hist["completed"].observe(time.perf_counter() - started)
 
     async def failed(self, subtask: Subtask, failure: Failure) -> None:
         """Timed ``failed``."""
@@ -167,7 +171,7 @@ class TimedSink:
         try:
             await self.inner.failed(subtask, failure)
         finally:
-            self._hist.labels("failed").observe(time.perf_counter() - started)
+            self._hist["failed"].observe(time.perf_counter() - started)
 
 
 class StoreCollector:
