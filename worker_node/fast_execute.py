@@ -20,11 +20,13 @@ requests through both and compares the answers.
 from __future__ import annotations
 
 from pydantic import TypeAdapter, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nexus_common.protocol import MAX_BATCH, Subtask, SubtaskResult
+from nexus_common.protocol import Subtask, SubtaskResult
 from worker_node.auth import SCOPE_KEY
 from worker_node.errors import busy_response
+from worker_node.limits import read_messages, replay
+from worker_node.routes.execute import batch_problem
 from worker_node.runner import WorkerBusy
 
 _ONE = TypeAdapter(Subtask)
@@ -52,12 +54,12 @@ class ExecuteFastPath:
         if not _json_body(scope):  # the route answers what FastAPI makes of it
             await self.app(scope, receive, send)
             return
-        messages, body = await _read(receive)
+        messages = await read_messages(receive) or []
         if messages and messages[-1]["type"] == "http.disconnect":
             return  # the client left before its whole body came: nothing to run
-        parsed = _parse(body, batch)
+        parsed = _parse(b"".join(m.get("body", b"") for m in messages), batch)
         if parsed is None:  # let the route give FastAPI's own answer
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
             return
         runner = worker.runner
         try:
@@ -91,29 +93,5 @@ def _parse(body: bytes, batch: bool) -> Subtask | list[Subtask] | None:
         subtasks = _MANY.validate_json(body)
     except ValidationError:
         return None
-    if len(subtasks) > MAX_BATCH or len({s.id for s in subtasks}) != len(subtasks):
-        return None
-    return subtasks
-
-
-async def _read(receive: Receive) -> tuple[list[Message], bytes]:
-    """Every message of the request body, and the body joined."""
-    messages: list[Message] = []
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return messages, b"".join(chunks)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    async def replayed() -> Message:
-        return messages.pop(0) if messages else await receive()
-
-    return replayed
+    return subtasks if batch_problem(subtasks) is None else None
 

@@ -29,24 +29,36 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _refuse(send, limit, f"{int(declared)} bytes declared")
             return
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > limit:
-                await _refuse(send, limit, f"more than {limit} bytes sent")
-                return
-            if not message.get("more_body", False):
-                break
+        messages = await read_messages(receive, limit)
+        if messages is None:
+            await _refuse(send, limit, f"more than {limit} bytes sent")
+            return
+        await self.app(scope, replay(messages, receive), send)
 
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
 
-        await self.app(scope, replay, send)
+async def read_messages(receive: Receive, limit: int | None = None) -> list[Message] | None:
+    """Every message of a request's body, up to its last (or a disconnect); None once the
+    body passes ``limit`` bytes."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if limit is not None and size > limit:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``messages`` again, then goes on with ``receive``."""
+    async def replayed() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed
 
 
 async def _refuse(send: Send, limit: int, what: str) -> None:

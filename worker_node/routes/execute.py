@@ -19,10 +19,17 @@ async def execute(subtask: Subtask, state: StateDep) -> SubtaskResult:
 @router.post("/execute/batch", response_model=list[SubtaskResult])
 async def execute_batch(subtasks: list[Subtask], state: StateDep) -> list[SubtaskResult]:
     """A list of subtasks → their results, in the same order."""
-    if len(subtasks) > MAX_BATCH:
-        raise HTTPException(422, f"a batch holds at most {MAX_BATCH} subtasks, got "
-                                 f"{len(subtasks)}: split it")
-    ids = [subtask.id for subtask in subtasks]
-    if len(set(ids)) != len(ids):
-        raise HTTPException(422, "subtask ids in a batch must be unique")
+    problem = batch_problem(subtasks)
+    if problem is not None:
+        raise HTTPException(422, problem)
     return await state.runner.execute_batch(subtasks)
+
+
+def batch_problem(subtasks: list[Subtask]) -> str | None:
+    """Why a batch of valid subtasks is refused (422), or None when it is not."""
+    if len(subtasks) > MAX_BATCH:
+        return (f"a batch holds at most {MAX_BATCH} subtasks, got {len(subtasks)}: "
+                "split it")
+    if len({subtask.id for subtask in subtasks}) != len(subtasks):
+        return "subtask ids in a batch must be unique"
+    return None
